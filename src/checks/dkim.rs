@@ -1,0 +1,378 @@
+//! DKIM (RFC 6376, RFC 8301, RFC 8463) through mail-auth, with guards where
+//! the library deviates from the RFCs.
+//!
+//! - Keys are fetched as soon as the headers are known ([`prefetch_keys`]) and
+//!   handed to mail-auth through a per-message cache, so end of message does
+//!   no key lookups.
+//! - RFC 8301: `rsa-sha1` signatures and RSA keys under 1024 bits never pass;
+//!   they are reported as `policy`.
+//! - A body hash mismatch is `fail` (RFC 6376 §6.1.3), not `neutral`.
+//! - At most `max_signatures` are verified; the rest are reported as `policy`.
+//! - Results are listed in header order.
+
+use super::evidence::{AuthResult, DkimEvidence};
+use crate::dns::{Dns, LookupError};
+use base64::Engine;
+use mail_auth::{
+    common::{crypto::Algorithm, parse::TxtRecordParser, verify::DomainKey},
+    dkim::DkimError,
+    AuthenticatedMessage, DkimResult, DnsError, Error as MaError, Parameters, ResolverCache, Txt,
+};
+use std::{borrow::Borrow, collections::HashMap, hash::Hash, sync::Arc, time::Instant};
+
+/// RFC 8301 §3.2: verifiers MUST NOT consider RSA keys under 1024 bits valid.
+pub const MIN_RSA_BITS: usize = 1024;
+
+/// One fetched key record.
+#[derive(Clone)]
+struct KeyEntry {
+    txt: Txt,
+    rsa_bits: Option<usize>,
+}
+
+/// Keys fetched for one message, keyed by `selector._domainkey.domain.`.
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    keys: HashMap<Box<str>, KeyEntry>,
+}
+
+impl ResolverCache<Box<str>, Txt> for KeyCache {
+    fn get<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.keys.get(name).map(|k| k.txt.clone())
+    }
+
+    fn remove<Q>(&self, _name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, _key: Box<str>, _value: Txt, _valid_until: Instant) {}
+}
+
+/// Splits a tag=value list (RFC 6376 §3.2).
+pub fn tags(value: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(value)
+        .split(';')
+        .filter_map(|t| {
+            let (k, v) = t.split_once('=')?;
+            let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+            Some((k.trim().to_string(), v))
+        })
+        .collect()
+}
+
+fn tag<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn key_name(selector: &str, domain: &str) -> String {
+    format!(
+        "{}._domainkey.{}.",
+        selector.to_ascii_lowercase(),
+        domain.trim_end_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// Size in bits of the RSA modulus in a DKIM `p=` value (SubjectPublicKeyInfo
+/// or bare RSAPublicKey DER), or `None` when it cannot be read.
+pub fn rsa_modulus_bits(p_b64: &str) -> Option<usize> {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(p_b64.as_bytes())
+        .ok()?;
+    fn read(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *d.first()?;
+        let first = *d.get(1)? as usize;
+        let (len, hdr) = if first < 0x80 {
+            (first, 2)
+        } else {
+            let n = first & 0x7f;
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | *d.get(2 + i)? as usize;
+            }
+            (len, 2 + n)
+        };
+        let body = d.get(hdr..hdr + len)?;
+        Some((tag, body, &d[hdr + len..]))
+    }
+    let (t, outer, _) = read(&der)?;
+    if t != 0x30 {
+        return None;
+    }
+    let (t1, first, rest) = read(outer)?;
+    let rsa_key = if t1 == 0x30 {
+        // SubjectPublicKeyInfo: AlgorithmIdentifier, then BIT STRING.
+        let (t2, bits, _) = read(rest)?;
+        if t2 != 0x03 || bits.is_empty() {
+            return None;
+        }
+        let (t3, seq, _) = read(&bits[1..])?;
+        if t3 != 0x30 {
+            return None;
+        }
+        let (t4, n, _) = read(seq)?;
+        (t4 == 0x02).then_some(n)?
+    } else if t1 == 0x02 {
+        first
+    } else {
+        return None;
+    };
+    let n: Vec<u8> = rsa_key.iter().copied().skip_while(|b| *b == 0).collect();
+    let lead = *n.first()?;
+    Some(n.len() * 8 - lead.leading_zeros() as usize)
+}
+
+async fn fetch_key(dns: &Dns, name: &str) -> KeyEntry {
+    match dns.txt(name).await {
+        Ok(records) => {
+            let mut last_err = MaError::ParseError;
+            for r in &records {
+                match DomainKey::parse(r) {
+                    Ok(k) => {
+                        let t = tags(r);
+                        let is_rsa = tag(&t, "k").is_none_or(|k| k.eq_ignore_ascii_case("rsa"));
+                        let rsa_bits = match tag(&t, "p") {
+                            Some(p) if is_rsa && !p.is_empty() => rsa_modulus_bits(p),
+                            _ => None,
+                        };
+                        return KeyEntry {
+                            txt: Txt::DomainKey(Arc::new(k)),
+                            rsa_bits,
+                        };
+                    }
+                    Err(e) => last_err = e,
+                }
+            }
+            KeyEntry {
+                txt: Txt::Error(last_err),
+                rsa_bits: None,
+            }
+        }
+        Err(LookupError::Temporary(e)) => KeyEntry {
+            txt: Txt::Error(MaError::Dns(DnsError::Resolver(e))),
+            rsa_bits: None,
+        },
+        Err(LookupError::NxDomain) | Err(LookupError::NoData) => KeyEntry {
+            txt: Txt::Error(MaError::Dns(DnsError::RecordNotFound(
+                hickory_resolver::proto::op::ResponseCode::NXDomain,
+            ))),
+            rsa_bits: None,
+        },
+    }
+}
+
+/// Fetches, concurrently, the keys named by the first `max` DKIM-Signature
+/// header values.
+pub async fn prefetch_keys<'a>(
+    dns: &Dns,
+    signatures: impl IntoIterator<Item = &'a [u8]>,
+    max: usize,
+) -> KeyCache {
+    let mut names: Vec<String> = Vec::new();
+    for v in signatures.into_iter().take(max) {
+        let t = tags(v);
+        if let (Some(d), Some(s)) = (tag(&t, "d"), tag(&t, "s")) {
+            let n = key_name(s, d);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let fetched = futures::future::join_all(names.iter().map(|n| fetch_key(dns, n))).await;
+    KeyCache {
+        keys: names
+            .into_iter()
+            .map(String::into_boxed_str)
+            .zip(fetched)
+            .collect(),
+    }
+}
+
+fn b_prefix(b: &[u8]) -> String {
+    let n = b.len().min(6);
+    base64::engine::general_purpose::STANDARD.encode(&b[..n])
+}
+
+fn map_result(r: &DkimResult) -> (AuthResult, Option<String>) {
+    match r {
+        DkimResult::Pass => (AuthResult::Pass, None),
+        DkimResult::Neutral(MaError::Dkim(DkimError::FailedBodyHashMatch)) => {
+            (AuthResult::Fail, Some("body hash did not verify".into()))
+        }
+        DkimResult::Neutral(e) => (AuthResult::Neutral, Some(e.to_string())),
+        DkimResult::Fail(e) => (AuthResult::Fail, Some(e.to_string())),
+        DkimResult::PermError(e) => (AuthResult::PermError, Some(e.to_string())),
+        DkimResult::TempError(e) => (AuthResult::TempError, Some(e.to_string())),
+        DkimResult::None => (AuthResult::None, None),
+    }
+}
+
+fn algorithm_name(a: Algorithm) -> &'static str {
+    match a {
+        Algorithm::RsaSha1 => "rsa-sha1",
+        Algorithm::RsaSha256 => "rsa-sha256",
+        Algorithm::Ed25519Sha256 => "ed25519-sha256",
+    }
+}
+
+fn offset_of(raw: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize)
+}
+
+fn evidence_from_tags(value: &[u8], result: AuthResult, reason: String) -> DkimEvidence {
+    let t = tags(value);
+    let d = tag(&t, "d").unwrap_or_default().to_string();
+    DkimEvidence {
+        result,
+        identity: tag(&t, "i")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("@{d}")),
+        domain: d,
+        selector: tag(&t, "s").unwrap_or_default().to_string(),
+        algorithm: tag(&t, "a").unwrap_or_default().to_string(),
+        b_prefix: tag(&t, "b").unwrap_or_default().chars().take(8).collect(),
+        reason: Some(reason),
+    }
+}
+
+/// Verifies every DKIM signature of a complete message (CRLF line ends).
+/// `truncated` says the message exceeded the buffering limit.
+pub async fn verify(
+    dns: &Dns,
+    raw: &[u8],
+    keys: &KeyCache,
+    max_signatures: usize,
+    truncated: bool,
+) -> Vec<DkimEvidence> {
+    let Some(mut msg) = AuthenticatedMessage::parse(raw) else {
+        return vec![];
+    };
+    if truncated {
+        return msg
+            .dkim_headers
+            .iter()
+            .map(|h| {
+                evidence_from_tags(
+                    h.value,
+                    AuthResult::Policy,
+                    "message larger than limits.max_message_size, not verified".into(),
+                )
+            })
+            .collect();
+    }
+    let mut out: Vec<(usize, DkimEvidence)> = Vec::new();
+    if msg.dkim_headers.len() > max_signatures {
+        for h in msg.dkim_headers.drain(max_signatures..) {
+            out.push((
+                offset_of(raw, h.name),
+                evidence_from_tags(
+                    h.value,
+                    AuthResult::Policy,
+                    format!("not verified: more than {max_signatures} signatures"),
+                ),
+            ));
+        }
+    }
+    let error_headers: Vec<(usize, &[u8])> = msg
+        .errors
+        .iter()
+        .filter(|h| matches!(h.header, MaError::Dkim(_)))
+        .map(|h| (offset_of(raw, h.name), h.value))
+        .collect();
+    let sig_offsets: Vec<usize> = msg
+        .dkim_headers
+        .iter()
+        .map(|h| offset_of(raw, h.name))
+        .collect();
+    let outputs = dns
+        .authenticator()
+        .verify_dkim(Parameters::new(&msg).with_txt_cache(keys))
+        .await;
+    let n_err = outputs.len().saturating_sub(sig_offsets.len());
+    for (i, o) in outputs.iter().enumerate() {
+        let (mut result, mut reason) = map_result(o.result());
+        match o.signature() {
+            Some(sig) => {
+                let name = key_name(&sig.s, &sig.d);
+                let rsa_bits = keys.keys.get(name.as_str()).and_then(|k| k.rsa_bits);
+                if sig.a == Algorithm::RsaSha1 {
+                    result = AuthResult::Policy;
+                    reason = Some("rsa-sha1 is not accepted (RFC 8301)".into());
+                } else if let Some(bits) = rsa_bits.filter(|b| *b < MIN_RSA_BITS) {
+                    result = AuthResult::Policy;
+                    reason = Some(format!("{bits}-bit RSA key is too short (RFC 8301)"));
+                }
+                let offset = if i >= n_err {
+                    sig_offsets.get(i - n_err).copied().unwrap_or(usize::MAX)
+                } else {
+                    usize::MAX
+                };
+                out.push((
+                    offset,
+                    DkimEvidence {
+                        result,
+                        domain: sig.d.to_ascii_lowercase(),
+                        selector: sig.s.clone(),
+                        identity: if sig.i.is_empty() {
+                            format!("@{}", sig.d)
+                        } else {
+                            sig.i.clone()
+                        },
+                        algorithm: algorithm_name(sig.a).into(),
+                        b_prefix: b_prefix(&sig.b),
+                        reason,
+                    },
+                ));
+            }
+            None => {
+                // Malformed signature: mail-auth lists these first, in order.
+                let (offset, value) = error_headers.get(i).copied().unwrap_or((usize::MAX, b""));
+                let result = if result == AuthResult::Neutral {
+                    AuthResult::PermError
+                } else {
+                    result
+                };
+                out.push((
+                    offset,
+                    evidence_from_tags(
+                        value,
+                        result,
+                        reason.unwrap_or_else(|| "malformed signature".into()),
+                    ),
+                ));
+            }
+        }
+    }
+    out.sort_by_key(|(o, _)| *o);
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_list_parsing() {
+        let t = tags(b"v=1; a=rsa-sha256; d=Example.com;\r\n s=sel; b=ab cd\r\n\tef");
+        assert_eq!(tag(&t, "d"), Some("Example.com"));
+        assert_eq!(tag(&t, "b"), Some("abcdef"));
+    }
+
+    #[test]
+    fn modulus_of_spki_key() {
+        // A 1024-bit RSA SubjectPublicKeyInfo (RFC 6376 appendix C style).
+        let p = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDwIRP/UC3SBsEmGqZ9ZJW3/DkMoGeLnQg1fWn7/zYtIxN2SnFCjxOCKG9v3b4jYfcTNh5ijSsq631uBItLa7od+v/RtdC2UzJ1lWT947qR+Rcac2gbto/NMqJ0fzfVjH4OuKhitdY9tf6mcwGjaNBcWToIMmPSPDdQPNUYckcQ2QIDAQAB";
+        assert_eq!(rsa_modulus_bits(p), Some(1024));
+        assert_eq!(rsa_modulus_bits("not base64!"), None);
+    }
+}

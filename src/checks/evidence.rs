@@ -1,0 +1,197 @@
+//! Plain result data produced by the checks: the contract between `checks`,
+//! `policy` and `actions`. No milter or mail-auth types appear here.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+/// An RFC 8601 result word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuthResult {
+    Pass,
+    Fail,
+    SoftFail,
+    Neutral,
+    None,
+    Policy,
+    TempError,
+    PermError,
+}
+
+impl AuthResult {
+    /// The result word as written in Authentication-Results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::SoftFail => "softfail",
+            Self::Neutral => "neutral",
+            Self::None => "none",
+            Self::Policy => "policy",
+            Self::TempError => "temperror",
+            Self::PermError => "permerror",
+        }
+    }
+}
+
+impl fmt::Display for AuthResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthResult {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "pass" => Self::Pass,
+            "fail" => Self::Fail,
+            "softfail" => Self::SoftFail,
+            "neutral" => Self::Neutral,
+            "none" => Self::None,
+            "policy" => Self::Policy,
+            "temperror" => Self::TempError,
+            "permerror" => Self::PermError,
+            other => return Err(format!("unknown result `{other}`")),
+        })
+    }
+}
+
+/// iprev (RFC 8601 §3): reverse then forward-confirmed DNS of the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IprevEvidence {
+    pub result: AuthResult,
+    pub ip: IpAddr,
+    /// The forward-confirmed name (pass) or the first PTR name seen.
+    pub name: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Which SPF identity was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpfIdentity {
+    MailFrom,
+    Helo,
+}
+
+/// One SPF evaluation (RFC 7208).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpfEvidence {
+    pub result: AuthResult,
+    pub identity: SpfIdentity,
+    /// The address checked: the MAIL FROM address, or `postmaster@HELO`.
+    pub sender: String,
+    /// The domain checked.
+    pub domain: String,
+    pub reason: Option<String>,
+}
+
+/// One DKIM signature's evaluation (RFC 6376, 8301, 8463).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkimEvidence {
+    pub result: AuthResult,
+    pub domain: String,
+    pub selector: String,
+    pub identity: String,
+    pub algorithm: String,
+    /// Leading characters of the base64 signature, to tell signatures apart.
+    pub b_prefix: String,
+    pub reason: Option<String>,
+}
+
+/// A DMARC policy value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DmarcPolicy {
+    None,
+    Quarantine,
+    Reject,
+}
+
+impl DmarcPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+impl fmt::Display for DmarcPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DmarcPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "quarantine" => Ok(Self::Quarantine),
+            "reject" => Ok(Self::Reject),
+            other => Err(format!("unknown DMARC policy `{other}`")),
+        }
+    }
+}
+
+/// The DMARC evaluation (RFC 9989).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmarcEvidence {
+    pub result: AuthResult,
+    /// The RFC 5322.From domain evaluated (the first one when there are several).
+    pub from_domain: Option<String>,
+    /// The policy the domain publishes for this message (p, sp or np), before `t=y`.
+    pub published: Option<DmarcPolicy>,
+    /// The policy to apply after `t=y` testing mode.
+    pub effective: DmarcPolicy,
+    /// Whether the record says `t=y`.
+    pub testing: bool,
+    pub spf_aligned: bool,
+    pub dkim_aligned: bool,
+    pub reason: Option<String>,
+}
+
+impl DmarcEvidence {
+    /// A result with no policy attached.
+    pub fn without_policy(result: AuthResult, from: Option<String>, reason: Option<String>) -> Self {
+        Self {
+            result,
+            from_domain: from,
+            published: None,
+            effective: DmarcPolicy::None,
+            testing: false,
+            spf_aligned: false,
+            dkim_aligned: false,
+            reason,
+        }
+    }
+}
+
+/// Everything learned about one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub iprev: Option<IprevEvidence>,
+    pub spf_helo: Option<SpfEvidence>,
+    pub spf_mailfrom: Option<SpfEvidence>,
+    pub dkim: Vec<DkimEvidence>,
+    pub dmarc: DmarcEvidence,
+}
+
+impl Evidence {
+    /// The one DKIM result that stands for all signatures in the policy table:
+    /// the best one (pass, then neutral, policy, temperror, permerror, fail),
+    /// or `none` without signatures.
+    pub fn dkim_summary(&self) -> AuthResult {
+        const ORDER: [AuthResult; 6] = [
+            AuthResult::Pass,
+            AuthResult::Neutral,
+            AuthResult::Policy,
+            AuthResult::TempError,
+            AuthResult::PermError,
+            AuthResult::Fail,
+        ];
+        ORDER
+            .into_iter()
+            .find(|r| self.dkim.iter().any(|d| d.result == *r))
+            .unwrap_or(AuthResult::None)
+    }
+}

@@ -1,0 +1,96 @@
+//! The checks: iprev, SPF, DKIM, From hygiene and DMARC. Each produces plain
+//! [`evidence`] data; only this module and `dns` use mail-auth and viaspf.
+
+pub mod dkim;
+pub mod dmarc;
+pub mod evidence;
+pub mod from;
+pub mod iprev;
+pub mod spf;
+
+use crate::{config::Limits, dns::Dns};
+use evidence::{DkimEvidence, DmarcEvidence, IprevEvidence, SpfEvidence};
+use std::{net::IpAddr, sync::Arc};
+
+/// Runs checks against the shared resolver with the configured limits.
+#[derive(Clone)]
+pub struct Checker {
+    pub dns: Dns,
+    spf_config: Arc<viaspf::Config>,
+    pub limits: Limits,
+}
+
+impl Checker {
+    pub fn new(dns: Dns, limits: Limits) -> Self {
+        // The whole SPF evaluation gets a budget of a few DNS timeouts.
+        let spf_timeout = dns.timeout() * 4;
+        Self {
+            spf_config: Arc::new(spf::spf_config(spf_timeout)),
+            dns,
+            limits,
+        }
+    }
+
+    /// iprev for the client address.
+    pub async fn iprev(&self, ip: IpAddr) -> IprevEvidence {
+        iprev::check(&self.dns, ip, self.limits.max_ptr_names).await
+    }
+
+    /// SPF for MAIL FROM and for HELO, concurrently. The HELO check is `None`
+    /// when HELO is not a domain name.
+    pub async fn spf(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> (SpfEvidence, Option<SpfEvidence>) {
+        let cfg = &self.spf_config;
+        if mail_from.is_empty() {
+            // The MAIL FROM check of the null sender is the HELO check.
+            let h = spf::check_helo(&self.dns, cfg, ip, helo).await;
+            let helo_ev = spf::helo_is_domain(helo).then(|| h.clone());
+            return (h, helo_ev);
+        }
+        let helo_fut = async {
+            if spf::helo_is_domain(helo) {
+                Some(spf::check_helo(&self.dns, cfg, ip, helo).await)
+            } else {
+                None
+            }
+        };
+        let mf_fut = spf::check_mail_from(&self.dns, cfg, ip, mail_from, helo);
+        let (mf, h) = tokio::join!(mf_fut, helo_fut);
+        (mf, h)
+    }
+
+    /// Starts key and policy lookups as soon as the headers are known.
+    pub async fn prefetch(
+        &self,
+        dkim_values: Vec<Vec<u8>>,
+        from: from::FromIdentity,
+        lookups: dmarc::DmarcLookups,
+    ) -> dkim::KeyCache {
+        let keys = dkim::prefetch_keys(
+            &self.dns,
+            dkim_values.iter().map(Vec::as_slice),
+            self.limits.max_signatures,
+        );
+        let policies = async {
+            for d in from.domains() {
+                lookups.discover(&self.dns, &d).await;
+            }
+        };
+        let (keys, ()) = tokio::join!(keys, policies);
+        keys
+    }
+
+    /// DKIM over the complete message.
+    pub async fn dkim(&self, raw: &[u8], keys: &dkim::KeyCache, truncated: bool) -> Vec<DkimEvidence> {
+        dkim::verify(&self.dns, raw, keys, self.limits.max_signatures, truncated).await
+    }
+
+    /// DMARC from the other results.
+    pub async fn dmarc(&self, lookups: &dmarc::DmarcLookups, input: &dmarc::DmarcInput<'_>) -> DmarcEvidence {
+        dmarc::evaluate(&self.dns, lookups, input).await
+    }
+}

@@ -1,0 +1,104 @@
+//! Raw TOML structures, exactly as written in the configuration file.
+//!
+//! Every struct rejects unknown keys so that a typo is an error, not a silently
+//! ignored setting. `validate` turns these into the typed [`super::Config`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub milter: RawMilter,
+    #[serde(default)]
+    pub dns: RawDns,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMilter {
+    pub socket: Option<String>,
+    pub socket_owner: Option<String>,
+    pub socket_group: Option<String>,
+    pub socket_mode: Option<String>,
+    pub authserv_id: Option<String>,
+    pub authserv_aliases: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub connection_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub nameservers: Option<Vec<String>>,
+    pub timeout: Option<f64>,
+    pub attempts: Option<usize>,
+    pub cache_size: Option<u64>,
+    pub max_ttl: Option<u64>,
+    pub negative_max_ttl: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_message_size: Option<usize>,
+    pub max_signatures: Option<usize>,
+    pub max_ptr_names: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub mode: Option<String>,
+    pub quarantine: Option<String>,
+    pub quarantine_header: Option<String>,
+    pub dmarc_temperror: Option<String>,
+    pub dmarc_reject_reply: Option<RawReply>,
+    pub dmarc_temperror_reply: Option<RawReply>,
+    pub spf_reject_at_mail: Option<bool>,
+    pub trusted_networks: Option<Vec<String>>,
+    pub trust_authenticated: Option<bool>,
+    /// check name → result word → rule
+    pub rules: Option<BTreeMap<String, BTreeMap<String, RawRule>>>,
+    pub overrides: Option<Vec<RawOverride>>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawReply {
+    pub code: Option<u16>,
+    pub status: Option<String>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub action: String,
+    pub code: Option<u16>,
+    pub status: Option<String>,
+    pub text: Option<String>,
+    pub monitor: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    pub domain: String,
+    pub never_reject: Option<bool>,
+    pub dmarc_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}

@@ -1,0 +1,563 @@
+//! Raw TOML → typed [`Config`], with errors that name file, line and key.
+
+use super::{
+    file::{RawConfig, RawReply, RawRule},
+    locate_key, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat, MilterConfig,
+    SocketSpec, DEFAULT_SOCKET,
+};
+use crate::{
+    checks::evidence::{AuthResult, DmarcPolicy},
+    policy::{
+        Action, Check, Mode, Override, PolicyConfig, QuarantineMode, Reply, Rule,
+        TempErrorAction,
+    },
+};
+use ipnet::IpNet;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Libmilter's connection timeout, which its documentation advises not to lower.
+pub const DEFAULT_CONNECTION_TIMEOUT_SECS: u64 = 7210;
+/// Enough for a busy MX; each idle connection costs a few KiB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Large enough for nearly all legitimate mail, small enough to bound memory.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
+/// More signatures than any legitimate message carries; bounds crypto work.
+pub const DEFAULT_MAX_SIGNATURES: usize = 10;
+/// RFC 7208 §4.6.4 uses the same limit of 10 for PTR names.
+pub const DEFAULT_MAX_PTR_NAMES: usize = 10;
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, section: &str, key: &str, message: impl Into<String>) -> ConfigError {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            line: locate_key(self.text, section, leaf),
+            key: if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            },
+            message: message.into(),
+        }
+    }
+}
+
+/// The local host name, the default authserv-id.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Parses `inet:HOST:PORT`, `inet:[v6]:PORT`, `unix:/path` or `local:/path`.
+pub fn parse_socket(s: &str) -> Result<SocketSpec, String> {
+    if let Some(path) = s.strip_prefix("unix:").or_else(|| s.strip_prefix("local:")) {
+        if !path.starts_with('/') {
+            return Err(format!("unix socket path must be absolute: `{path}`"));
+        }
+        return Ok(SocketSpec::Unix(PathBuf::from(path)));
+    }
+    let rest = s
+        .strip_prefix("inet:")
+        .or_else(|| s.strip_prefix("inet6:"))
+        .ok_or_else(|| format!("`{s}` is not `inet:HOST:PORT` or `unix:/path`"))?;
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (h, p) = r
+            .split_once("]:")
+            .ok_or_else(|| format!("`{s}`: expected `[ADDRESS]:PORT`"))?;
+        (h.to_string(), p)
+    } else {
+        let (h, p) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}`: missing `:PORT`"))?;
+        (h.to_string(), p)
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{s}`: port `{port}` is not a number from 0 to 65535"))?;
+    if host.is_empty() {
+        return Err(format!("`{s}`: missing host"));
+    }
+    Ok(SocketSpec::Inet { host, port })
+}
+
+/// Whether a trusted network covers public (globally routed) address space.
+pub fn is_public_network(net: &IpNet) -> bool {
+    const PRIVATE: [&str; 10] = [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "192.0.2.0/24",
+    ];
+    !PRIVATE
+        .iter()
+        .filter_map(|p| p.parse::<IpNet>().ok())
+        .any(|p| p.contains(net))
+}
+
+fn parse_reply(
+    ctx: &Ctx,
+    section: &str,
+    key: &str,
+    raw: &RawReply,
+    default: &Reply,
+    temporary: bool,
+) -> Result<Reply, ConfigError> {
+    let reply = Reply {
+        code: raw.code.unwrap_or(default.code),
+        status: raw.status.clone().unwrap_or_else(|| default.status.clone()),
+        text: raw.text.clone().unwrap_or_else(|| default.text.clone()),
+    };
+    check_reply(&reply, temporary).map_err(|m| ctx.err(section, key, m))?;
+    Ok(reply)
+}
+
+/// Checks that a reply is one the MTA will accept.
+pub fn check_reply(reply: &Reply, temporary: bool) -> Result<(), String> {
+    let class = if temporary { 4 } else { 5 };
+    if reply.code / 100 != class || reply.code % 100 > 99 {
+        return Err(format!(
+            "reply code {} must be {class}xx for this action",
+            reply.code
+        ));
+    }
+    let parts: Vec<&str> = reply.status.split('.').collect();
+    let ok = parts.len() == 3
+        && parts[0] == class.to_string()
+        && parts[1..]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    if !ok {
+        return Err(format!(
+            "enhanced status code `{}` must look like `{class}.7.1`",
+            reply.status
+        ));
+    }
+    if reply.text.is_empty()
+        || reply.text.len() > 900
+        || !reply.text.bytes().all(|b| (0x20..0x7f).contains(&b))
+        || reply.text.contains('%')
+    {
+        return Err("reply text must be 1 to 900 printable ASCII characters without `%`".into());
+    }
+    Ok(())
+}
+
+/// The reply used by a table rule that names none (RFC 7372 codes).
+pub fn default_rule_reply(check: Check, result: AuthResult, action: Action) -> Reply {
+    let temporary = action == Action::Tempfail;
+    let (code, sub, text) = match (check, result) {
+        (Check::Spf | Check::SpfHelo, AuthResult::TempError | AuthResult::PermError) => {
+            (550, "7.24", "SPF validation error")
+        }
+        (Check::Spf | Check::SpfHelo, _) => (550, "7.23", "SPF validation failed"),
+        (Check::Dkim, AuthResult::None) => (550, "7.20", "No passing DKIM signature found"),
+        (Check::Dkim, _) => (550, "7.21", "No acceptable DKIM signature found"),
+        (Check::Iprev, _) => (550, "7.25", "Reverse DNS validation failed"),
+        (Check::Dmarc, _) => (550, "7.1", "Message rejected by DMARC local policy"),
+    };
+    if temporary {
+        Reply::new(451, &format!("4.{sub}"), &format!("{text}, try again later"))
+    } else {
+        Reply::new(code, &format!("5.{sub}"), text)
+    }
+}
+
+fn parse_rule(
+    ctx: &Ctx,
+    check_name: &str,
+    result_name: &str,
+    raw: &RawRule,
+) -> Result<Rule, ConfigError> {
+    let section = format!("policy.rules.{check_name}");
+    let check = Check::from_name(check_name).ok_or_else(|| {
+        ctx.err(
+            "policy.rules",
+            check_name,
+            "unknown check (expected spf, spf-helo, dkim, dmarc or iprev)",
+        )
+    })?;
+    let result: AuthResult = result_name
+        .parse()
+        .map_err(|e: String| ctx.err(&section, result_name, e))?;
+    let valid_results: &[AuthResult] = match check {
+        Check::Dkim => &[
+            AuthResult::Pass,
+            AuthResult::Fail,
+            AuthResult::Neutral,
+            AuthResult::None,
+            AuthResult::Policy,
+            AuthResult::TempError,
+            AuthResult::PermError,
+        ],
+        Check::Spf | Check::SpfHelo => &[
+            AuthResult::Pass,
+            AuthResult::Fail,
+            AuthResult::SoftFail,
+            AuthResult::Neutral,
+            AuthResult::None,
+            AuthResult::TempError,
+            AuthResult::PermError,
+        ],
+        Check::Dmarc | Check::Iprev => &[
+            AuthResult::Pass,
+            AuthResult::Fail,
+            AuthResult::None,
+            AuthResult::TempError,
+            AuthResult::PermError,
+        ],
+    };
+    if !valid_results.contains(&result) {
+        return Err(ctx.err(
+            &section,
+            result_name,
+            format!("`{check_name}` never yields `{result_name}`"),
+        ));
+    }
+    let key = format!("{result_name}.action");
+    let action = Action::from_name(&raw.action).ok_or_else(|| {
+        ctx.err(
+            &section,
+            &key,
+            format!(
+                "unknown action `{}` (expected accept, tag, quarantine, tempfail or reject)",
+                raw.action
+            ),
+        )
+    })?;
+    let reply = match action {
+        Action::Reject | Action::Tempfail => {
+            let default = default_rule_reply(check, result, action);
+            let raw_reply = RawReply {
+                code: raw.code,
+                status: raw.status.clone(),
+                text: raw.text.clone(),
+            };
+            Some(parse_reply(
+                ctx,
+                &section,
+                result_name,
+                &raw_reply,
+                &default,
+                action == Action::Tempfail,
+            )?)
+        }
+        _ => {
+            if raw.code.is_some() || raw.status.is_some() || raw.text.is_some() {
+                return Err(ctx.err(
+                    &section,
+                    result_name,
+                    "code, status and text only apply to reject and tempfail",
+                ));
+            }
+            None
+        }
+    };
+    Ok(Rule {
+        check,
+        result,
+        action,
+        reply,
+        monitor: raw.monitor.unwrap_or(false),
+    })
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Turns the raw file into a [`Config`].
+pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, ConfigError> {
+    let ctx = Ctx { text, file };
+
+    // [milter]
+    let m = raw.milter;
+    let socket = parse_socket(m.socket.as_deref().unwrap_or(DEFAULT_SOCKET))
+        .map_err(|e| ctx.err("milter", "socket", e))?;
+    let socket_mode = match &m.socket_mode {
+        None => None,
+        Some(s) => Some(
+            u32::from_str_radix(s.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|v| *v <= 0o777)
+                .ok_or_else(|| {
+                    ctx.err(
+                        "milter",
+                        "socket_mode",
+                        format!("`{s}` is not an octal mode such as \"0660\""),
+                    )
+                })?,
+        ),
+    };
+    let authserv_id = m.authserv_id.unwrap_or_else(host_name);
+    if authserv_id.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
+        return Err(ctx.err(
+            "milter",
+            "authserv_id",
+            "must be printable ASCII without spaces or `;`",
+        ));
+    }
+    let authserv_aliases = m.authserv_aliases.unwrap_or_default();
+    for a in &authserv_aliases {
+        if a.is_empty() || a.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
+            return Err(ctx.err(
+                "milter",
+                "authserv_aliases",
+                format!("`{a}` must be printable ASCII without spaces or `;`"),
+            ));
+        }
+    }
+    let max_connections = m.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(ctx.err("milter", "max_connections", "must be at least 1"));
+    }
+    let timeout = m
+        .connection_timeout
+        .unwrap_or(DEFAULT_CONNECTION_TIMEOUT_SECS);
+    if timeout == 0 {
+        return Err(ctx.err("milter", "connection_timeout", "must be at least 1 second"));
+    }
+    let milter = MilterConfig {
+        socket,
+        socket_owner: m.socket_owner,
+        socket_group: m.socket_group,
+        socket_mode,
+        authserv_id,
+        authserv_aliases,
+        max_connections,
+        connection_timeout: Duration::from_secs(timeout),
+    };
+
+    // [dns]
+    let d = raw.dns;
+    let mut nameservers = Vec::new();
+    for ns in d.nameservers.unwrap_or_default() {
+        let addr: SocketAddr = ns
+            .parse()
+            .or_else(|_| ns.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                ctx.err(
+                    "dns",
+                    "nameservers",
+                    format!("`{ns}` is not an address such as \"127.0.0.1:53\" or \"[::1]:5353\""),
+                )
+            })?;
+        nameservers.push(addr);
+    }
+    let dns_timeout = d.timeout.unwrap_or(5.0);
+    if !(0.05..=60.0).contains(&dns_timeout) {
+        return Err(ctx.err("dns", "timeout", "must be between 0.05 and 60 seconds"));
+    }
+    let attempts = d.attempts.unwrap_or(2);
+    if !(1..=10).contains(&attempts) {
+        return Err(ctx.err("dns", "attempts", "must be between 1 and 10"));
+    }
+    let dns = DnsConfig {
+        nameservers,
+        timeout: Duration::from_secs_f64(dns_timeout),
+        attempts,
+        cache_size: d.cache_size.unwrap_or(10_000),
+        max_ttl: Duration::from_secs(d.max_ttl.unwrap_or(86_400)),
+        negative_max_ttl: Duration::from_secs(d.negative_max_ttl.unwrap_or(3_600)),
+    };
+
+    // [limits]
+    let l = raw.limits;
+    let limits = Limits {
+        max_message_size: l.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+        max_signatures: l.max_signatures.unwrap_or(DEFAULT_MAX_SIGNATURES),
+        max_ptr_names: l.max_ptr_names.unwrap_or(DEFAULT_MAX_PTR_NAMES),
+    };
+    if limits.max_message_size < 1024 {
+        return Err(ctx.err("limits", "max_message_size", "must be at least 1024 bytes"));
+    }
+    if limits.max_ptr_names == 0 {
+        return Err(ctx.err("limits", "max_ptr_names", "must be at least 1"));
+    }
+
+    // [policy]
+    let p = raw.policy;
+    let mode = match p.mode.as_deref().unwrap_or("enforce") {
+        "enforce" => Mode::Enforce,
+        "monitor" => Mode::Monitor,
+        other => {
+            return Err(ctx.err(
+                "policy",
+                "mode",
+                format!("`{other}`: expected \"enforce\" or \"monitor\""),
+            ))
+        }
+    };
+    let quarantine = match p.quarantine.as_deref().unwrap_or("hold") {
+        "hold" => QuarantineMode::Hold,
+        "tag" => QuarantineMode::Tag,
+        other => {
+            return Err(ctx.err(
+                "policy",
+                "quarantine",
+                format!("`{other}`: expected \"hold\" or \"tag\""),
+            ))
+        }
+    };
+    let quarantine_header = p
+        .quarantine_header
+        .unwrap_or_else(|| "X-Authmilter-Quarantine".into());
+    if quarantine_header.is_empty()
+        || !quarantine_header
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':')
+    {
+        return Err(ctx.err(
+            "policy",
+            "quarantine_header",
+            "must be a header field name (printable ASCII, no `:`)",
+        ));
+    }
+    let dmarc_temperror = match p.dmarc_temperror.as_deref().unwrap_or("tempfail") {
+        "tempfail" => TempErrorAction::Tempfail,
+        "accept" => TempErrorAction::Accept,
+        other => {
+            return Err(ctx.err(
+                "policy",
+                "dmarc_temperror",
+                format!("`{other}`: expected \"tempfail\" or \"accept\""),
+            ))
+        }
+    };
+    let reject_default = Reply::new(
+        550,
+        "5.7.1",
+        "Email from {domain} rejected per its DMARC policy",
+    );
+    let temp_default = Reply::new(
+        451,
+        "4.7.1",
+        "Temporary DNS failure evaluating DMARC for {domain}, try again later",
+    );
+    let dmarc_reject_reply = parse_reply(
+        &ctx,
+        "policy",
+        "dmarc_reject_reply",
+        &p.dmarc_reject_reply.unwrap_or_default(),
+        &reject_default,
+        false,
+    )?;
+    let dmarc_temperror_reply = parse_reply(
+        &ctx,
+        "policy",
+        "dmarc_temperror_reply",
+        &p.dmarc_temperror_reply.unwrap_or_default(),
+        &temp_default,
+        true,
+    )?;
+    let mut trusted_networks = Vec::new();
+    for n in p
+        .trusted_networks
+        .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
+    {
+        let net: IpNet = n
+            .parse()
+            .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                ctx.err(
+                    "policy",
+                    "trusted_networks",
+                    format!("`{n}` is not a network such as \"10.0.0.0/8\""),
+                )
+            })?;
+        trusted_networks.push(net);
+    }
+    let mut rules = Vec::new();
+    for (check_name, by_result) in p.rules.unwrap_or_default() {
+        for (result_name, raw_rule) in &by_result {
+            rules.push(parse_rule(&ctx, &check_name, result_name, raw_rule)?);
+        }
+    }
+    let mut overrides = Vec::new();
+    for o in p.overrides.unwrap_or_default() {
+        let domain = o.domain.trim_end_matches('.').to_ascii_lowercase();
+        if !valid_domain(&domain) {
+            return Err(ctx.err(
+                "policy.overrides",
+                "domain",
+                format!("`{}` is not a domain name", o.domain),
+            ));
+        }
+        let dmarc_policy = match &o.dmarc_policy {
+            None => None,
+            Some(s) => Some(
+                s.parse::<DmarcPolicy>()
+                    .map_err(|e| ctx.err("policy.overrides", "dmarc_policy", e))?,
+            ),
+        };
+        overrides.push(Override {
+            domain,
+            never_reject: o.never_reject.unwrap_or(false),
+            dmarc_policy,
+        });
+    }
+    let policy = PolicyConfig {
+        mode,
+        quarantine,
+        quarantine_header,
+        dmarc_temperror,
+        dmarc_reject_reply,
+        dmarc_temperror_reply,
+        spf_reject_at_mail: p.spf_reject_at_mail.unwrap_or(false),
+        trusted_networks,
+        trust_authenticated: p.trust_authenticated.unwrap_or(true),
+        rules,
+        overrides,
+    };
+
+    // [log]
+    let lg = raw.log;
+    let format = match lg.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ctx.err(
+                "log",
+                "format",
+                format!("`{other}`: expected \"text\" or \"json\""),
+            ))
+        }
+    };
+    let level = lg.level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        return Err(ctx.err(
+            "log",
+            "level",
+            format!("`{level}` is not a filter such as \"info\""),
+        ));
+    }
+
+    Ok(Config {
+        source: None,
+        milter,
+        dns,
+        limits,
+        policy,
+        log: LogConfig { level, format },
+    })
+}

@@ -1,0 +1,294 @@
+//! One shared DNS resolver for every check.
+//!
+//! A thin layer over hickory-resolver (through mail-auth's
+//! `MessageAuthenticator`, so DKIM verification shares the same resolver and
+//! cache). Answers are classified the way the authentication RFCs need them:
+//! NXDOMAIN, NODATA, or a temporary failure. The resolver's cache honours the
+//! TTL of every answer, including negative answers (SOA minimum), capped by
+//! `dns.max_ttl` and `dns.negative_max_ttl`.
+
+mod spf_lookup;
+
+use crate::config::DnsConfig;
+use hickory_resolver::{
+    config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts},
+    net::{DnsError, NetError},
+    proto::{
+        op::ResponseCode,
+        rr::{Name, RData, RecordType},
+    },
+};
+use mail_auth::MessageAuthenticator;
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
+
+/// Why a lookup produced no records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupError {
+    /// The name does not exist (RCODE 3).
+    NxDomain,
+    /// The name exists but has no records of this type.
+    NoData,
+    /// SERVFAIL, REFUSED, timeout, network error: a later attempt may succeed.
+    Temporary(String),
+}
+
+impl LookupError {
+    /// NXDOMAIN or NODATA: a final "no such records".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NxDomain | Self::NoData)
+    }
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NxDomain => f.write_str("NXDOMAIN"),
+            Self::NoData => f.write_str("no records"),
+            Self::Temporary(e) => write!(f, "temporary DNS failure: {e}"),
+        }
+    }
+}
+
+/// The shared resolver.
+#[derive(Clone)]
+pub struct Dns {
+    auth: Arc<MessageAuthenticator>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Dns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dns").field("timeout", &self.timeout).finish()
+    }
+}
+
+impl Dns {
+    /// Builds the resolver from configuration: explicit name servers, or the
+    /// system's `/etc/resolv.conf` when none are given.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the system configuration cannot be read.
+    pub fn new(cfg: &DnsConfig) -> Result<Self, String> {
+        let (config, mut opts) = if cfg.nameservers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
+        } else {
+            let servers = cfg
+                .nameservers
+                .iter()
+                .map(|sa| {
+                    let mut udp = ConnectionConfig::new(ProtocolConfig::Udp);
+                    udp.port = sa.port();
+                    let mut tcp = ConnectionConfig::new(ProtocolConfig::Tcp);
+                    tcp.port = sa.port();
+                    NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            (
+                ResolverConfig::from_parts(None, vec![], servers),
+                ResolverOpts::default(),
+            )
+        };
+        opts.timeout = cfg.timeout;
+        opts.attempts = cfg.attempts;
+        opts.cache_size = cfg.cache_size;
+        opts.positive_max_ttl = Some(cfg.max_ttl);
+        opts.negative_max_ttl = Some(cfg.negative_max_ttl);
+        opts.positive_min_ttl = None;
+        opts.negative_min_ttl = None;
+        opts.ndots = 0;
+        opts.edns0 = true;
+        opts.try_tcp_on_error = true;
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+        opts.recursion_desired = true;
+        let auth = MessageAuthenticator::new(config, opts)
+            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
+        Ok(Self {
+            auth: Arc::new(auth),
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// mail-auth's authenticator, sharing this resolver and its cache.
+    pub fn authenticator(&self) -> &MessageAuthenticator {
+        &self.auth
+    }
+
+    /// The per-query timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<RData>, LookupError> {
+        let mut fqdn = Name::from_str(name.trim_end_matches('.'))
+            .map_err(|_| LookupError::NxDomain)?;
+        fqdn.set_fqdn(true);
+        // Twice the resolver's own budget: a safety net, never the normal path.
+        let budget = self.timeout * (2 * self.auth.resolver().options().attempts as u32 + 1);
+        let res = tokio::time::timeout(budget, self.auth.resolver().lookup(fqdn, rtype)).await;
+        match res {
+            Err(_) => Err(LookupError::Temporary("timed out".into())),
+            Ok(Ok(lookup)) => {
+                let out: Vec<RData> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .map(|r| r.data.clone())
+                    .collect();
+                if out.is_empty() {
+                    Err(LookupError::NoData)
+                } else {
+                    Ok(out)
+                }
+            }
+            Ok(Err(e)) => Err(classify(&e)),
+        }
+    }
+
+    /// TXT records, each with its character-strings joined (RFC 7208 §3.3).
+    pub async fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::TXT)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::TXT(t) => Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::A)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::AAAA)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// MX exchanges sorted by preference.
+    pub async fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, LookupError> {
+        let mut v: Vec<(u16, String)> = self
+            .lookup(name, RecordType::MX)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|(p, _)| *p);
+        Ok(v)
+    }
+
+    /// PTR names for an address, lower-cased, without the trailing dot.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, LookupError> {
+        let name = reverse_name(ip);
+        Ok(self
+            .lookup(&name, RecordType::PTR)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::PTR(p) => Some(
+                    p.0.to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase(),
+                ),
+                _ => None,
+            })
+            .filter(|n| !n.is_empty())
+            .collect())
+    }
+
+    /// Addresses of a name in the family of `like`.
+    pub async fn addrs_like(&self, name: &str, like: IpAddr) -> Result<Vec<IpAddr>, LookupError> {
+        match like {
+            IpAddr::V4(_) => Ok(self.a(name).await?.into_iter().map(IpAddr::V4).collect()),
+            IpAddr::V6(_) => Ok(self.aaaa(name).await?.into_iter().map(IpAddr::V6).collect()),
+        }
+    }
+
+    /// Whether a domain exists (RFC 9989 `np`): NXDOMAIN for A means it does not.
+    /// `None` when DNS cannot tell.
+    pub async fn domain_exists(&self, name: &str) -> Option<bool> {
+        match self.a(name).await {
+            Ok(_) | Err(LookupError::NoData) => Some(true),
+            Err(LookupError::NxDomain) => Some(false),
+            Err(LookupError::Temporary(_)) => None,
+        }
+    }
+}
+
+fn classify(e: &NetError) -> LookupError {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(nr)) => {
+            if nr.response_code == ResponseCode::NXDomain {
+                LookupError::NxDomain
+            } else if nr.response_code == ResponseCode::NoError {
+                LookupError::NoData
+            } else {
+                LookupError::Temporary(format!("{}", nr.response_code))
+            }
+        }
+        NetError::Timeout => LookupError::Temporary("timed out".into()),
+        other => LookupError::Temporary(other.to_string()),
+    }
+}
+
+/// The in-addr.arpa / ip6.arpa name of an address.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(73);
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa.");
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(
+            reverse_name("192.0.2.10".parse().unwrap()),
+            "10.2.0.192.in-addr.arpa."
+        );
+        assert_eq!(
+            reverse_name("2001:db8::1".parse().unwrap()),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+        );
+    }
+}

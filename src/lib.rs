@@ -1,0 +1,127 @@
+//! authmilter: an inbound mail authentication milter.
+//!
+//! It checks iprev, SPF, DKIM and DMARC for each message, writes one
+//! Authentication-Results header, removes forged ones, and answers accept,
+//! reject, quarantine or tempfail.
+//!
+//! # Layout
+//!
+//! The module tree follows the data flow:
+//!
+//! ```text
+//! MTA ─milter─▶ milter (thin callbacks) ─▶ session (connection + message state)
+//!                 connect: iprev · MAIL: SPF · EOH: DKIM keys, DMARC policy · EOM: DKIM, DMARC
+//!                                   │ uses checks ─▶ dns (one shared resolver)
+//!                                   ▼ Evidence (plain data)
+//!                      policy::decide(&Evidence, trust, &PolicyConfig) -> Verdict   (pure)
+//!                                   ▼
+//!                      actions::plan / apply -> A-R header, deletions, reply, status
+//! ```
+//!
+//! - [`config`]: strict TOML, validated into an immutable [`config::Config`].
+//! - [`listener`]: binding `inet:` / `unix:` sockets (TCP_NODELAY, permissions).
+//! - [`stats`]: counters of verdicts, logged on shutdown.
+
+pub mod actions;
+pub mod checks;
+pub mod config;
+pub mod dns;
+pub mod listener;
+pub mod milter;
+pub mod policy;
+pub mod session;
+pub mod stats;
+pub mod telemetry;
+
+use checks::Checker;
+use config::Config;
+use std::{
+    future::Future,
+    io,
+    sync::{Arc, RwLock},
+};
+
+/// Everything a connection needs, fixed for the connection's lifetime.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub checker: Checker,
+    pub stats: Arc<stats::Stats>,
+}
+
+impl Runtime {
+    /// Builds the runtime (including the DNS resolver) from a configuration.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the resolver cannot be built.
+    pub fn new(config: Config, stats: Arc<stats::Stats>) -> Result<Self, String> {
+        let dns = dns::Dns::new(&config.dns)?;
+        let checker = Checker::new(dns, config.limits.clone());
+        Ok(Self {
+            config: Arc::new(config),
+            checker,
+            stats,
+        })
+    }
+}
+
+/// The current runtime, swapped on reload. Each connection takes a snapshot
+/// when it is negotiated and keeps it until it closes.
+pub struct Shared {
+    current: RwLock<Arc<Runtime>>,
+}
+
+impl Shared {
+    pub fn new(rt: Runtime) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(rt)),
+        }
+    }
+
+    /// The runtime new connections use.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the runtime for new connections.
+    pub fn replace(&self, rt: Runtime) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rt);
+    }
+}
+
+/// Serves the milter protocol on `listener` until `shutdown` completes.
+///
+/// # Errors
+///
+/// Returns an error when the listener fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> std::io::Result<()> {
+/// use authmilter::{config::Config, stats::Stats, Runtime, Shared};
+/// use std::sync::Arc;
+/// let config = Config::default_config();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let rt = Runtime::new(config, Arc::new(Stats::default())).unwrap();
+/// authmilter::run(listener::NoDelay(listener), Arc::new(Shared::new(rt)), tokio::signal::ctrl_c()).await
+/// # }
+/// # use authmilter::listener;
+/// ```
+pub async fn run(
+    listener: impl indymilter::Listener,
+    shared: Arc<Shared>,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let rt = shared.current();
+    let config = indymilter::Config {
+        max_connections: rt.config.milter.max_connections,
+        connection_timeout: rt.config.milter.connection_timeout,
+        ..Default::default()
+    };
+    drop(rt);
+    indymilter::run(listener, milter::callbacks(shared), config, shutdown).await
+}

@@ -1,0 +1,128 @@
+//! The authmilter daemon: argv → config → logging → bind → signals → run.
+
+use authmilter::{config::Config, listener, stats::Stats, Runtime, Shared};
+use clap::Parser;
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// Inbound mail authentication milter: iprev, SPF, DKIM and DMARC.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file.
+    #[arg(short, long, default_value = "/etc/authmilter/authmilter.toml")]
+    config: PathBuf,
+    /// Check the configuration, print warnings, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authmilter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        for w in config.warnings() {
+            eprintln!("authmilter: warning: {w}");
+        }
+        println!("{}: configuration OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    authmilter::telemetry::init(&config.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(args.config, config))
+}
+
+async fn serve(path: PathBuf, config: Config) -> ExitCode {
+    for w in config.warnings() {
+        warn!("{w}");
+    }
+    let stats = Arc::new(Stats::default());
+    let listener = match listener::bind(&config.milter).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", config.milter.socket);
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = config.milter.socket.clone();
+    let runtime = match Runtime::new(config, stats.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = Arc::new(Shared::new(runtime));
+    info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
+
+    // SIGHUP: reload; an invalid file keeps the configuration in force.
+    let reload_shared = shared.clone();
+    let reload_stats = stats.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(c) => {
+                    if c.milter.socket != reload_shared.current().config.milter.socket {
+                        warn!("milter.socket changed: takes effect after a restart");
+                    }
+                    for w in c.warnings() {
+                        warn!("{w}");
+                    }
+                    match Runtime::new(c, reload_stats.clone()) {
+                        Ok(r) => {
+                            reload_shared.replace(r);
+                            info!("configuration reloaded from {}", path.display());
+                        }
+                        Err(e) => error!("reload refused: {e}; keeping the old configuration"),
+                    }
+                }
+                Err(e) => error!("reload refused: {e}; keeping the old configuration"),
+            }
+        }
+    });
+    let usr_stats = stats.clone();
+    tokio::spawn(async move {
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            info!("stats: {}", usr_stats.summary());
+        }
+    });
+
+    let shutdown = async {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        }
+    };
+    let result = authmilter::run(listener, shared, shutdown).await;
+    info!("stats: {}", stats.summary());
+    if let authmilter::config::SocketSpec::Unix(p) = &socket {
+        let _ = std::fs::remove_file(p);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("milter stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

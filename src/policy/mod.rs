@@ -1,0 +1,325 @@
+//! The verdict: a pure function from evidence, client trust and configuration
+//! to an action. No I/O, no milter types; table-tested below.
+//!
+//! Rules, in order:
+//! 1. DMARC: `fail` with an effective policy of `reject` rejects, `quarantine`
+//!    quarantines (a local override may make the policy stricter); `temperror`
+//!    tempfails (or accepts, by configuration).
+//! 2. The operator's table (`[policy.rules.CHECK]`): every rule whose check
+//!    has the rule's result proposes its action.
+//! 3. The most severe proposal wins (reject > tempfail > quarantine > tag > accept).
+//!    Rules marked `monitor` only report what they would have done.
+//! 4. `never_reject` domains are quarantined instead of rejected.
+//! 5. Trusted networks, authenticated clients and global monitor mode never
+//!    enforce: the message is accepted and the would-be verdict is reported.
+
+mod verdict;
+
+pub use verdict::{Action, Reply, Verdict};
+
+use crate::checks::evidence::{AuthResult, DmarcPolicy, Evidence, SpfEvidence};
+use ipnet::IpNet;
+use std::{fmt, net::IpAddr};
+
+/// A check that the action table can refer to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Check {
+    Spf,
+    SpfHelo,
+    Dkim,
+    Dmarc,
+    Iprev,
+}
+
+impl Check {
+    pub const ALL: [Check; 5] = [
+        Check::Spf,
+        Check::SpfHelo,
+        Check::Dkim,
+        Check::Dmarc,
+        Check::Iprev,
+    ];
+
+    /// The name used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Spf => "spf",
+            Self::SpfHelo => "spf-helo",
+            Self::Dkim => "dkim",
+            Self::Dmarc => "dmarc",
+            Self::Iprev => "iprev",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One row of the operator's action table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub check: Check,
+    pub result: AuthResult,
+    pub action: Action,
+    pub reply: Option<Reply>,
+    /// Evaluate and report, never enforce.
+    pub monitor: bool,
+}
+
+/// Per-domain local policy for the RFC 5322.From domain (and its subdomains).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Override {
+    pub domain: String,
+    /// Never reject mail from this domain: quarantine instead.
+    pub never_reject: bool,
+    /// A local DMARC policy applied on `dmarc=fail` when stricter than the published one.
+    pub dmarc_policy: Option<DmarcPolicy>,
+}
+
+impl Override {
+    fn matches(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.');
+        d.eq_ignore_ascii_case(&self.domain)
+            || (d.len() > self.domain.len()
+                && d.to_ascii_lowercase()
+                    .ends_with(&format!(".{}", self.domain.to_ascii_lowercase())))
+    }
+}
+
+/// Enforce, or only report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Monitor,
+}
+
+/// What quarantine means to the MTA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuarantineMode {
+    /// The milter quarantine action: Postfix's hold queue.
+    Hold,
+    /// Accept and add the marker header.
+    Tag,
+}
+
+/// What to do when DNS trouble leaves the DMARC result unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TempErrorAction {
+    Tempfail,
+    Accept,
+}
+
+/// The policy part of the configuration.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    pub quarantine: QuarantineMode,
+    pub quarantine_header: String,
+    pub dmarc_temperror: TempErrorAction,
+    pub dmarc_reject_reply: Reply,
+    pub dmarc_temperror_reply: Reply,
+    pub spf_reject_at_mail: bool,
+    pub trusted_networks: Vec<IpNet>,
+    pub trust_authenticated: bool,
+    pub rules: Vec<Rule>,
+    pub overrides: Vec<Override>,
+}
+
+impl PolicyConfig {
+    /// Whether `ip` is in a trusted network.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Why enforcement may be skipped for this client.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTrust {
+    pub trusted_network: bool,
+    /// The SMTP AUTH identity, when the client authenticated.
+    pub authenticated: Option<String>,
+}
+
+struct Proposal {
+    action: Action,
+    reply: Option<Reply>,
+    reason: String,
+}
+
+fn result_of(ev: &Evidence, check: Check) -> Option<AuthResult> {
+    match check {
+        Check::Spf => ev.spf_mailfrom.as_ref().map(|s| s.result),
+        Check::SpfHelo => ev.spf_helo.as_ref().map(|s| s.result),
+        Check::Dkim => Some(ev.dkim_summary()),
+        Check::Dmarc => Some(ev.dmarc.result),
+        Check::Iprev => ev.iprev.as_ref().map(|s| s.result),
+    }
+}
+
+/// Decides the verdict for a whole message at end of data.
+pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict {
+    let from = ev.dmarc.from_domain.as_deref().unwrap_or("");
+    let overrides: Vec<&Override> = cfg.overrides.iter().filter(|o| o.matches(from)).collect();
+    let mut enforced: Vec<Proposal> = Vec::new();
+    let mut monitored: Vec<Proposal> = Vec::new();
+    let mut dmarc_disposition = None;
+    let mut override_reason = None;
+
+    // 1. DMARC.
+    match ev.dmarc.result {
+        AuthResult::Fail => {
+            let mut policy = ev.dmarc.effective;
+            if let Some(local) = overrides.iter().filter_map(|o| o.dmarc_policy).max() {
+                if local > policy {
+                    policy = local;
+                    override_reason = Some("local_policy");
+                }
+            }
+            dmarc_disposition = Some(policy);
+            let domain = from.to_string();
+            match policy {
+                DmarcPolicy::Reject => enforced.push(Proposal {
+                    action: Action::Reject,
+                    reply: Some(cfg.dmarc_reject_reply.for_domain(&domain)),
+                    reason: format!("dmarc=fail policy=reject domain={domain}"),
+                }),
+                DmarcPolicy::Quarantine => enforced.push(Proposal {
+                    action: Action::Quarantine,
+                    reply: None,
+                    reason: format!("dmarc=fail policy=quarantine domain={domain}"),
+                }),
+                DmarcPolicy::None => {}
+            }
+        }
+        AuthResult::TempError if cfg.dmarc_temperror == TempErrorAction::Tempfail => {
+            enforced.push(Proposal {
+                action: Action::Tempfail,
+                reply: Some(cfg.dmarc_temperror_reply.for_domain(from)),
+                reason: format!("dmarc=temperror domain={from}"),
+            });
+        }
+        _ => {}
+    }
+
+    // 2. The operator's table.
+    for rule in &cfg.rules {
+        if result_of(ev, rule.check) == Some(rule.result) {
+            let p = Proposal {
+                action: rule.action,
+                reply: rule.reply.clone(),
+                reason: format!("rule {}={}", rule.check, rule.result),
+            };
+            if rule.monitor {
+                monitored.push(p);
+            } else {
+                enforced.push(p);
+            }
+        }
+    }
+
+    // 3. Most severe wins (the first of equals, so DMARC's own reply is kept).
+    let pick = |ps: &mut Vec<Proposal>| -> Option<Proposal> {
+        let max = ps.iter().map(|p| p.action).max()?;
+        let idx = ps.iter().position(|p| p.action == max)?;
+        Some(ps.swap_remove(idx))
+    };
+    let chosen = pick(&mut enforced);
+    let would_monitor = pick(&mut monitored);
+
+    let mut verdict = match chosen {
+        Some(p) => Verdict::new(p.action, p.reply, p.reason),
+        None => Verdict::accept(),
+    };
+
+    // 4. never_reject.
+    if verdict.action == Action::Reject && overrides.iter().any(|o| o.never_reject) {
+        verdict.reason = format!("{} (never_reject override: quarantined)", verdict.reason);
+        verdict.action = Action::Quarantine;
+        verdict.reply = None;
+        override_reason = Some("local_policy");
+        if dmarc_disposition == Some(DmarcPolicy::Reject) {
+            dmarc_disposition = Some(DmarcPolicy::Quarantine);
+        }
+    }
+
+    if let Some(m) = would_monitor {
+        if m.action > verdict.action {
+            verdict.would = Some((m.action, format!("{} (monitor rule)", m.reason)));
+        }
+    }
+
+    // 5. Trust and global monitor mode.
+    let skip = if trust.trusted_network {
+        Some("trusted network".to_string())
+    } else if let (true, Some(user)) = (cfg.trust_authenticated, &trust.authenticated) {
+        Some(format!("authenticated as {user}"))
+    } else if cfg.mode == Mode::Monitor {
+        Some("monitor mode".to_string())
+    } else {
+        None
+    };
+    if let Some(why) = skip {
+        if verdict.action != Action::Accept {
+            verdict.would = Some((verdict.action, format!("{} ({why})", verdict.reason)));
+            if dmarc_disposition.is_some() {
+                dmarc_disposition = Some(DmarcPolicy::None);
+                override_reason = Some(if cfg.mode == Mode::Monitor && !trust.trusted_network {
+                    "other"
+                } else {
+                    "trusted_forwarder"
+                });
+            }
+        }
+        verdict.action = Action::Accept;
+        verdict.reply = None;
+        verdict.reason = format!("not enforced: {why}");
+    }
+
+    if verdict.action == Action::Quarantine && cfg.quarantine == QuarantineMode::Tag {
+        verdict.action = Action::Tag;
+    }
+    verdict.dmarc_disposition = dmarc_disposition;
+    verdict.override_reason = override_reason;
+    verdict
+}
+
+/// The verdict at MAIL FROM, when SPF rejection there is enabled: only table
+/// rules on `spf` (and `spf-helo`) that reject, for untrusted clients.
+pub fn decide_at_mail(
+    spf_mailfrom: &SpfEvidence,
+    spf_helo: Option<&SpfEvidence>,
+    trust: &ClientTrust,
+    cfg: &PolicyConfig,
+) -> Option<Verdict> {
+    if !cfg.spf_reject_at_mail || cfg.mode == Mode::Monitor || trust.trusted_network {
+        return None;
+    }
+    if cfg.trust_authenticated && trust.authenticated.is_some() {
+        return None;
+    }
+    cfg.rules
+        .iter()
+        .filter(|r| !r.monitor && matches!(r.action, Action::Reject | Action::Tempfail))
+        .find(|r| match r.check {
+            Check::Spf => spf_mailfrom.result == r.result,
+            Check::SpfHelo => spf_helo.is_some_and(|h| h.result == r.result),
+            _ => false,
+        })
+        .map(|r| {
+            Verdict::new(
+                r.action,
+                r.reply.clone(),
+                format!("rule {}={} at MAIL FROM", r.check, r.result),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+//! Per-message state: reset at MAIL FROM and at ABORT.
+
+use super::pending::Pending;
+use crate::checks::{dkim::KeyCache, dmarc::DmarcLookups, evidence::SpfEvidence};
+use std::{collections::HashMap, time::Instant};
+
+/// The SPF checks started at MAIL FROM: (MAIL FROM, HELO).
+pub type SpfPair = (SpfEvidence, Option<SpfEvidence>);
+
+/// One message in flight.
+pub struct Message {
+    pub started: Instant,
+    pub queue_id: Option<String>,
+    /// The reverse-path without angle brackets; empty for the null sender.
+    pub mail_from: String,
+    pub authenticated: Option<String>,
+    pub rcpt_count: usize,
+    pub spf: Option<Pending<SpfPair>>,
+    /// Occurrences seen so far of each header name (lower case).
+    pub header_counts: HashMap<String, i32>,
+    /// Incoming headers claiming to be ours: (name, 1-based index).
+    pub forged: Vec<(String, i32)>,
+    pub from_values: Vec<Vec<u8>>,
+    pub dkim_values: Vec<Vec<u8>>,
+    /// Header block and body, CRLF line ends, for DKIM; bounded by the limit.
+    pub raw: Vec<u8>,
+    pub truncated: bool,
+    pub total_size: usize,
+    pub keys: Option<Pending<KeyCache>>,
+    pub dmarc_lookups: DmarcLookups,
+}
+
+impl Message {
+    pub fn new(mail_from: String, queue_id: Option<String>, authenticated: Option<String>) -> Self {
+        Self {
+            started: Instant::now(),
+            queue_id,
+            mail_from,
+            authenticated,
+            rcpt_count: 0,
+            spf: None,
+            header_counts: HashMap::new(),
+            forged: Vec::new(),
+            from_values: Vec::new(),
+            dkim_values: Vec::new(),
+            raw: Vec::new(),
+            truncated: false,
+            total_size: 0,
+            keys: None,
+            dmarc_lookups: DmarcLookups::default(),
+        }
+    }
+
+    /// Appends to the DKIM buffer unless that would pass `limit` bytes.
+    pub fn append(&mut self, bytes: &[u8], limit: usize) {
+        self.total_size += bytes.len();
+        if self.truncated {
+            return;
+        }
+        if self.raw.len() + bytes.len() > limit {
+            self.truncated = true;
+            self.raw = Vec::new();
+            return;
+        }
+        self.raw.extend_from_slice(bytes);
+    }
+}
+
+/// Copies `value` with every bare LF turned into CRLF (MTAs hand folded
+/// header values to milters with LF line ends).
+pub fn crlf(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 8);
+    let mut prev = 0u8;
+    for &b in value {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_normalises_bare_lf_only() {
+        assert_eq!(crlf(b"a\n\tb\r\n\tc"), b"a\r\n\tb\r\n\tc");
+    }
+
+    #[test]
+    fn buffer_is_bounded() {
+        let mut m = Message::new(String::new(), None, None);
+        m.append(&[0u8; 600], 1000);
+        assert!(!m.truncated);
+        m.append(&[0u8; 600], 1000);
+        assert!(m.truncated);
+        assert!(m.raw.is_empty());
+        m.append(&[0u8; 10], 1000);
+        assert_eq!(m.total_size, 1210);
+    }
+}

@@ -1,0 +1,346 @@
+//! The session: connection state plus the current message, with one method
+//! per milter stage. No sockets here: `milter` calls these methods and
+//! `actions` applies the resulting plan, so everything is testable directly.
+
+mod message;
+mod pending;
+
+pub use message::{crlf, Message};
+pub use pending::Pending;
+
+use crate::{
+    actions::{self, sanitize, Plan, WOULD_HEADER},
+    checks::{
+        dmarc::DmarcInput,
+        evidence::{AuthResult, DmarcEvidence, Evidence, IprevEvidence},
+        from,
+    },
+    policy::{self, Action, ClientTrust, Reply, Verdict},
+    Runtime,
+};
+use std::{net::IpAddr, sync::Arc};
+use tracing::{info, warn};
+
+/// What an early stage answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Reject(Reply),
+    Tempfail(Reply),
+}
+
+/// Connection state, kept across messages.
+pub struct Connection {
+    pub ip: Option<IpAddr>,
+    pub client_name: String,
+    pub helo: Option<String>,
+    pub iprev: Option<Pending<IprevEvidence>>,
+    pub trusted_network: bool,
+    /// Whether the MTA sends header values with their leading space.
+    pub leading_space: bool,
+}
+
+/// One milter connection.
+pub struct Session {
+    pub rt: Arc<Runtime>,
+    pub conn: Connection,
+    pub msg: Option<Message>,
+}
+
+fn header_is(name: &str, wanted: &str) -> bool {
+    name.eq_ignore_ascii_case(wanted)
+}
+
+impl Session {
+    /// A session using the runtime snapshot taken at negotiation.
+    pub fn new(rt: Arc<Runtime>, leading_space: bool) -> Self {
+        Self {
+            rt,
+            conn: Connection {
+                ip: None,
+                client_name: String::new(),
+                helo: None,
+                iprev: None,
+                trusted_network: false,
+                leading_space,
+            },
+            msg: None,
+        }
+    }
+
+    /// CONNECT: start iprev at once.
+    pub fn connect(&mut self, client_name: &str, ip: Option<IpAddr>) {
+        self.conn.client_name = client_name.to_string();
+        self.conn.ip = ip;
+        self.conn.iprev = None;
+        let policy = &self.rt.config.policy;
+        // No IP: a local submission (Postfix non_smtpd_milters, sendmail -bs).
+        self.conn.trusted_network = ip.is_none_or(|ip| policy.is_trusted(ip));
+        if let Some(ip) = ip {
+            let checker = self.rt.checker.clone();
+            self.conn.iprev = Some(Pending::spawn(async move { checker.iprev(ip).await }));
+        }
+    }
+
+    /// HELO/EHLO: a repeated HELO (after STARTTLS) replaces the earlier one.
+    pub fn helo(&mut self, helo: &str) {
+        self.conn.helo = Some(helo.trim().to_string());
+    }
+
+    /// MAIL FROM: reset the message and start SPF.
+    pub async fn mail(
+        &mut self,
+        reverse_path: &str,
+        queue_id: Option<String>,
+        authenticated: Option<String>,
+    ) -> Outcome {
+        let mail_from = reverse_path
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim()
+            .to_string();
+        let mut msg = Message::new(mail_from.clone(), queue_id, authenticated.filter(|a| !a.is_empty()));
+        if let Some(ip) = self.conn.ip {
+            let checker = self.rt.checker.clone();
+            let helo = self.conn.helo.clone().unwrap_or_default();
+            msg.spf = Some(Pending::spawn(async move {
+                checker.spf(ip, &helo, &mail_from).await
+            }));
+        }
+        let policy = &self.rt.config.policy;
+        let mut outcome = Outcome::Continue;
+        if policy.spf_reject_at_mail {
+            if let Some(spf) = msg.spf.as_mut() {
+                if let Some((mf, helo)) = spf.get().await {
+                    let trust = self.trust(&msg);
+                    if let Some(v) = policy::decide_at_mail(&mf, helo.as_ref(), &trust, policy) {
+                        let reply = v.reply_or_default().expect("reject or tempfail");
+                        info!(
+                            queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                            client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_default(),
+                            mail_from = %msg.mail_from,
+                            spf = %mf.result,
+                            verdict = %v.action,
+                            reason = %v.reason,
+                            "verdict at MAIL FROM"
+                        );
+                        self.rt.stats.record(v.action, false);
+                        outcome = if v.action == Action::Reject {
+                            Outcome::Reject(reply)
+                        } else {
+                            Outcome::Tempfail(reply)
+                        };
+                    }
+                }
+            }
+        }
+        self.msg = Some(msg);
+        outcome
+    }
+
+    /// RCPT TO (counted for the log).
+    pub fn rcpt(&mut self) {
+        if let Some(m) = self.msg.as_mut() {
+            m.rcpt_count += 1;
+        }
+    }
+
+    /// One header field. Notes forged results, From and DKIM-Signature values,
+    /// and appends the field to the DKIM buffer.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        let limit = self.rt.config.limits.max_message_size;
+        let cfg = &self.rt.config;
+        let Some(msg) = self.msg.as_mut() else {
+            return;
+        };
+        let count = msg
+            .header_counts
+            .entry(name.to_ascii_lowercase())
+            .or_insert(0);
+        *count += 1;
+        let index = *count;
+        let text = String::from_utf8_lossy(value);
+        let ours = |id: Option<String>| {
+            id.is_some_and(|id| {
+                sanitize::is_ours(&id, &cfg.milter.authserv_id, &cfg.milter.authserv_aliases)
+            })
+        };
+        let forged = if header_is(name, "Authentication-Results") {
+            ours(sanitize::authserv_id(&text))
+        } else if header_is(name, "Received-SPF") {
+            ours(sanitize::received_spf_receiver(&text))
+        } else {
+            header_is(name, WOULD_HEADER) || header_is(name, &cfg.policy.quarantine_header)
+        };
+        if forged {
+            msg.forged.push((name.to_string(), index));
+        }
+        if header_is(name, "From") {
+            msg.from_values.push(value.to_vec());
+        } else if header_is(name, "DKIM-Signature") {
+            msg.dkim_values.push(value.to_vec());
+        }
+        let mut line = Vec::with_capacity(name.len() + value.len() + 4);
+        line.extend_from_slice(name.as_bytes());
+        line.push(b':');
+        if !self.conn.leading_space {
+            line.push(b' ');
+        }
+        line.extend_from_slice(&crlf(value));
+        line.extend_from_slice(b"\r\n");
+        msg.append(&line, limit);
+    }
+
+    /// End of headers: start DKIM key and DMARC policy lookups.
+    pub fn eoh(&mut self) {
+        let limit = self.rt.config.limits.max_message_size;
+        let Some(msg) = self.msg.as_mut() else {
+            return;
+        };
+        msg.append(b"\r\n", limit);
+        let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
+        let checker = self.rt.checker.clone();
+        let dkim_values = msg.dkim_values.clone();
+        let lookups = msg.dmarc_lookups.clone();
+        msg.keys = Some(Pending::spawn(async move {
+            checker.prefetch(dkim_values, identity, lookups).await
+        }));
+    }
+
+    /// A body chunk.
+    pub fn body(&mut self, chunk: &[u8]) {
+        let limit = self.rt.config.limits.max_message_size;
+        if let Some(msg) = self.msg.as_mut() {
+            msg.append(chunk, limit);
+        }
+    }
+
+    /// ABORT: forget the message, keep the connection.
+    pub fn abort(&mut self) {
+        self.msg = None;
+    }
+
+    fn trust(&self, msg: &Message) -> ClientTrust {
+        ClientTrust {
+            trusted_network: self.conn.trusted_network,
+            authenticated: msg.authenticated.clone(),
+        }
+    }
+
+    /// Gathers all evidence for the current message.
+    pub async fn evidence(&mut self) -> Option<Evidence> {
+        let iprev = match self.conn.iprev.as_mut() {
+            Some(p) => p.get().await,
+            None => None,
+        };
+        let msg = self.msg.as_mut()?;
+        let (spf_mailfrom, spf_helo) = match msg.spf.as_mut() {
+            Some(p) => match p.get().await {
+                Some((mf, h)) => (Some(mf), h),
+                None => (None, None),
+            },
+            None => (None, None),
+        };
+        if msg.keys.is_none() {
+            // No EOH seen (NO_EOH or an MTA that skipped it).
+            msg.append(b"\r\n", usize::MAX);
+            let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
+            let keys = self
+                .rt
+                .checker
+                .prefetch(msg.dkim_values.clone(), identity, msg.dmarc_lookups.clone())
+                .await;
+            msg.keys = Some(Pending::ready(keys));
+        }
+        let keys = msg.keys.as_mut()?.get().await.unwrap_or_default();
+        let checker = &self.rt.checker;
+        let dkim = checker.dkim(&msg.raw, &keys, msg.truncated).await;
+        let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
+        let dmarc = if spf_mailfrom.is_none() && self.conn.ip.is_some() {
+            DmarcEvidence::without_policy(AuthResult::TempError, None, Some("SPF check failed".into()))
+        } else {
+            checker
+                .dmarc(
+                    &msg.dmarc_lookups,
+                    &DmarcInput {
+                        from: &identity,
+                        spf: spf_mailfrom.as_ref(),
+                        dkim: &dkim,
+                    },
+                )
+                .await
+        };
+        Some(Evidence {
+            iprev,
+            spf_helo,
+            spf_mailfrom,
+            dkim,
+            dmarc,
+        })
+    }
+
+    /// END OF MESSAGE: evidence → verdict → plan. `None` without a message.
+    pub async fn eom(&mut self, queue_id: Option<String>) -> Option<(Evidence, Plan)> {
+        if let (Some(msg), Some(q)) = (self.msg.as_mut(), queue_id) {
+            if msg.queue_id.is_none() {
+                msg.queue_id = Some(q);
+            }
+        }
+        let ev = self.evidence().await?;
+        let msg = self.msg.as_ref()?;
+        let cfg = &self.rt.config;
+        let verdict: Verdict = policy::decide(&ev, &self.trust(msg), &cfg.policy);
+        self.log(msg, &ev, &verdict);
+        self.rt
+            .stats
+            .record(verdict.action, verdict.would.is_some());
+        let plan = actions::plan(
+            &cfg.milter.authserv_id,
+            &cfg.policy.quarantine_header,
+            &msg.forged,
+            &ev,
+            verdict,
+        );
+        Some((ev, plan))
+    }
+
+    fn log(&self, msg: &Message, ev: &Evidence, v: &Verdict) {
+        let dkim: Vec<String> = ev
+            .dkim
+            .iter()
+            .map(|d| format!("{}:{}", d.domain, d.result))
+            .collect();
+        let would = v
+            .would
+            .as_ref()
+            .map(|(a, r)| format!("{a} ({r})"))
+            .unwrap_or_default();
+        if !msg.forged.is_empty() {
+            warn!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                count = msg.forged.len(),
+                "removing forged authentication headers"
+            );
+        }
+        info!(
+            queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+            client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_else(|| "local".into()),
+            helo = %self.conn.helo.as_deref().unwrap_or(""),
+            mail_from = %msg.mail_from,
+            header_from = %ev.dmarc.from_domain.as_deref().unwrap_or(""),
+            iprev = %ev.iprev.as_ref().map(|i| i.result.as_str()).unwrap_or("none"),
+            spf = %ev.spf_mailfrom.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
+            spf_helo = %ev.spf_helo.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
+            dkim = %dkim.join(","),
+            dmarc = %ev.dmarc.result,
+            dmarc_policy = %ev.dmarc.published.map(|p| p.as_str()).unwrap_or("absent"),
+            verdict = %v.action,
+            reason = %v.reason,
+            would = %would,
+            size = msg.total_size,
+            elapsed_ms = msg.started.elapsed().as_secs_f64() * 1000.0,
+            "message"
+        );
+    }
+}

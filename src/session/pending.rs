@@ -1,0 +1,48 @@
+//! A check started early and awaited later (DNS pipelining).
+
+use std::future::Future;
+use tokio::task::JoinHandle;
+
+/// A spawned check whose result is fetched once and then kept.
+/// Dropping it aborts the task.
+pub struct Pending<T> {
+    handle: Option<JoinHandle<T>>,
+    value: Option<T>,
+}
+
+impl<T: Clone + Send + 'static> Pending<T> {
+    /// Starts `fut` on the runtime.
+    pub fn spawn(fut: impl Future<Output = T> + Send + 'static) -> Self {
+        Self {
+            handle: Some(tokio::spawn(fut)),
+            value: None,
+        }
+    }
+
+    /// A value that is already known.
+    pub fn ready(value: T) -> Self {
+        Self {
+            handle: None,
+            value: Some(value),
+        }
+    }
+
+    /// The result; `None` only if the task panicked or was cancelled.
+    pub async fn get(&mut self) -> Option<T> {
+        if let Some(h) = self.handle.take() {
+            match h.await {
+                Ok(v) => self.value = Some(v),
+                Err(e) => tracing::error!("check task failed: {e}"),
+            }
+        }
+        self.value.clone()
+    }
+}
+
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.abort();
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Shared test support: an in-process DNS server, the milter on a free port,
+//! and a milter client that sends a message as Postfix would.
+#![allow(dead_code)]
+
+pub mod dns_server;
+
+use authmilter::{config::Config, stats::Stats, Runtime, Shared};
+use indymilter_test::{EomActions, EomAction, Status, TestConnection};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// The authserv-id used by all tests (the corpus's receiving side).
+pub const AUTHSERV_ID: &str = "mx.recipient.test";
+
+/// Configuration text for a test milter; `policy` lines go under `[policy]`.
+pub fn config_text(dns: SocketAddr, policy: &str) -> String {
+    format!(
+        "[milter]\nauthserv_id = \"{AUTHSERV_ID}\"\n\n[dns]\nnameservers = [\"{dns}\"]\ntimeout = 1.0\nattempts = 1\n\n[policy]\n{policy}\n"
+    )
+}
+
+/// A milter serving on 127.0.0.1 until dropped.
+pub struct TestMilter {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestMilter {
+    pub async fn start(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rt = Runtime::new(config, Arc::new(Stats::default())).unwrap();
+        let shared = Arc::new(Shared::new(rt));
+        let (stop, rx) = oneshot::channel::<()>();
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            authmilter::run(authmilter::listener::NoDelay(listener), s, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn with_policy(dns: SocketAddr, policy: &str) -> Self {
+        Self::start(Config::parse(&config_text(dns, policy), "test").unwrap()).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// An SMTP transaction to replay.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub client_ip: IpAddr,
+    pub client_name: String,
+    pub helo: String,
+    pub mail_from: String,
+    pub rcpt: Vec<String>,
+    pub macros: HashMap<String, String>,
+}
+
+impl Envelope {
+    pub fn new(ip: &str, helo: &str, mail_from: &str) -> Self {
+        Self {
+            client_ip: ip.parse().unwrap(),
+            client_name: helo.to_string(),
+            helo: helo.to_string(),
+            mail_from: mail_from.to_string(),
+            rcpt: vec!["bob@recipient.test".into()],
+            macros: HashMap::new(),
+        }
+    }
+}
+
+/// What the milter answered at end of message.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: Status,
+    pub actions: EomActions,
+}
+
+impl Outcome {
+    /// The Authentication-Results value authmilter inserted, unfolded.
+    pub fn auth_results(&self) -> Option<String> {
+        self.actions.actions.iter().find_map(|a| match a {
+            EomAction::InsertHeader { name, value, .. }
+                if name.to_str().unwrap() == "Authentication-Results" =>
+            {
+                Some(value.to_str().unwrap().replace("\n\t", " "))
+            }
+            _ => None,
+        })
+    }
+
+    pub fn deleted(&self) -> Vec<(String, i32)> {
+        self.actions
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                EomAction::DeleteHeader { name, index } => {
+                    Some((name.to_str().unwrap().to_string(), *index))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn quarantined(&self) -> bool {
+        self.actions
+            .actions
+            .iter()
+            .any(|a| matches!(a, EomAction::Quarantine { .. }))
+    }
+
+    /// accept | reject | quarantine | tempfail
+    pub fn verdict(&self) -> &'static str {
+        match &self.status {
+            Status::Reject { .. } => "reject",
+            Status::Tempfail { .. } => "tempfail",
+            _ if self.quarantined() => "quarantine",
+            Status::Accept | Status::Continue => "accept",
+            _ => "other",
+        }
+    }
+
+    pub fn reply(&self) -> Option<String> {
+        match &self.status {
+            Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
+                Some(m.to_str().unwrap().to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Splits a raw message into (name, value-with-leading-space) fields and body.
+pub fn split_message(raw: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let (head, body) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => (&raw[..p + 2], raw[p + 4..].to_vec()),
+        None => (raw, Vec::new()),
+    };
+    let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line);
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            if let Some(last) = fields.last_mut() {
+                last.1.extend_from_slice(b"\n");
+                last.1.extend_from_slice(line);
+            }
+        } else if let Some(colon) = line.iter().position(|b| *b == b':') {
+            fields.push((
+                String::from_utf8_lossy(&line[..colon]).into_owned(),
+                line[colon + 1..].to_vec(),
+            ));
+        }
+    }
+    (fields, body)
+}
+
+/// Sends one message through a fresh milter connection, as Postfix does.
+pub async fn send(addr: SocketAddr, env: &Envelope, raw: &[u8]) -> Outcome {
+    let mut conn = TestConnection::configure()
+        .exact_leading_space(true)
+        .read_timeout(Duration::from_secs(30))
+        .open_tcp(addr)
+        .await
+        .expect("milter connection");
+    let out = send_on(&mut conn, env, raw).await;
+    conn.close().await.unwrap();
+    out
+}
+
+/// Sends one message on an open connection (several messages per connection).
+pub async fn send_on(conn: &mut TestConnection, env: &Envelope, raw: &[u8]) -> Outcome {
+    use indymilter_test::MacroStage;
+    let st = conn
+        .connect(env.client_name.as_str(), SocketAddr::new(env.client_ip, 25))
+        .await
+        .unwrap();
+    assert_eq!(st, Status::Continue);
+    conn.helo(env.helo.as_str()).await.unwrap();
+    let mut mail_macros = vec![("i".to_string(), "4XTEST".to_string())];
+    for (k, v) in &env.macros {
+        mail_macros.push((k.clone(), v.clone()));
+    }
+    conn.macros(MacroStage::Mail, mail_macros).await.unwrap();
+    let st = conn.mail([format!("<{}>", env.mail_from)]).await.unwrap();
+    if st != Status::Continue {
+        return Outcome {
+            status: st,
+            actions: EomActions { actions: vec![] },
+        };
+    }
+    for r in &env.rcpt {
+        conn.rcpt([format!("<{r}>")]).await.unwrap();
+    }
+    let (fields, body) = split_message(raw);
+    for (name, value) in fields {
+        let v = std::ffi::CString::new(value).unwrap();
+        conn.header(name.as_str(), v).await.unwrap();
+    }
+    conn.eoh().await.unwrap();
+    for chunk in body.chunks(65535) {
+        conn.body(chunk.to_vec()).await.unwrap();
+    }
+    let (actions, status) = conn.eom().await.unwrap();
+    Outcome { status, actions }
+}
+
+/// Parses `method=result` pairs (with their properties) out of an A-R value.
+pub fn ar_results(ar: &str) -> Vec<(String, String, String)> {
+    ar.split(';')
+        .skip(1)
+        .filter_map(|part| {
+            let part = part.trim();
+            let (method, rest) = part.split_once('=')?;
+            let result: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            Some((method.trim().to_string(), result, rest.to_string()))
+        })
+        .collect()
+}
+
+/// `../shared` next to the project, if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let p = std::env::var_os("AUTHMILTER_SHARED").map(PathBuf::from).unwrap_or(p);
+    p.is_dir().then_some(p)
+}
+
+/// Reports loudly that a suite was skipped because `../shared` is absent,
+/// and fails when `AUTHMILTER_REQUIRE_SHARED` is set (as CI sets it).
+pub fn skip_without_shared(suite: &str) {
+    let msg = format!(
+        "SKIPPED {suite}: ../shared is absent (set AUTHMILTER_SHARED to its path)"
+    );
+    eprintln!("{msg}");
+    if std::env::var_os("AUTHMILTER_REQUIRE_SHARED").is_some() {
+        panic!("{msg}, and AUTHMILTER_REQUIRE_SHARED is set");
+    }
+}
