@@ -106,7 +106,7 @@ async fn public_corpus_cases() {
             problems.push("no Authentication-Results inserted".into());
         }
         if !problems.is_empty() {
-            failures.push(format!("{id}: {}", problems.join("; ")));
+            failures.push(format!("{id}: {}\n    A-R: {:?}", problems.join("; "), out.auth_results()));
         }
     }
     milter.stop().await;

@@ -211,6 +211,12 @@ fn map_result(r: &DkimResult) -> (AuthResult, Option<String>) {
         }
         DkimResult::Neutral(e) => (AuthResult::Neutral, Some(e.to_string())),
         DkimResult::Fail(e) => (AuthResult::Fail, Some(e.to_string())),
+        // RFC 6376 §8.2: a signature with l= is valid but leaves any appended
+        // content unsigned; mail-auth refuses it, we report it as `policy`.
+        DkimResult::PermError(MaError::Dkim(DkimError::SignatureLength)) => (
+            AuthResult::Policy,
+            Some("l= body length leaves appended content unsigned".into()),
+        ),
         DkimResult::PermError(e) => (AuthResult::PermError, Some(e.to_string())),
         DkimResult::TempError(e) => (AuthResult::TempError, Some(e.to_string())),
         DkimResult::None => (AuthResult::None, None),
@@ -337,10 +343,22 @@ pub async fn verify(
             None => {
                 // Malformed signature: mail-auth lists these first, in order.
                 let (offset, value) = error_headers.get(i).copied().unwrap_or((usize::MAX, b""));
-                let result = if result == AuthResult::Neutral {
-                    AuthResult::PermError
+                let length_tag = matches!(
+                    o.result(),
+                    DkimResult::Neutral(MaError::Dkim(DkimError::SignatureLength))
+                        | DkimResult::PermError(MaError::Dkim(DkimError::SignatureLength))
+                );
+                let (result, reason) = if length_tag {
+                    // RFC 6376 §8.2: l= is valid but leaves appended content
+                    // unsigned; mail-auth refuses it, we report `policy`.
+                    (
+                        AuthResult::Policy,
+                        Some("l= body length leaves appended content unsigned".to_string()),
+                    )
+                } else if result == AuthResult::Neutral {
+                    (AuthResult::PermError, reason)
                 } else {
-                    result
+                    (result, reason)
                 };
                 out.push((
                     offset,

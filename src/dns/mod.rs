@@ -127,7 +127,13 @@ impl Dns {
     }
 
     async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<RData>, LookupError> {
-        let mut fqdn = Name::from_str(name.trim_end_matches('.'))
+        // Labels are taken as raw bytes: SPF macro expansion can produce names
+        // with characters such as `@` (RFC 7208 §7.3), which are legal in DNS.
+        let trimmed = name.trim_end_matches('.');
+        if trimmed.is_empty() || trimmed.split('.').any(|l| l.is_empty() || l.len() > 63) {
+            return Err(LookupError::NxDomain);
+        }
+        let mut fqdn = Name::from_labels(trimmed.split('.').map(str::as_bytes))
             .map_err(|_| LookupError::NxDomain)?;
         fqdn.set_fqdn(true);
         // Twice the resolver's own budget: a safety net, never the normal path.

@@ -81,6 +81,9 @@ impl Zones {
 
     /// Adds one zone in BIND master format.
     pub fn add_zone_text(&mut self, text: &str, path: Option<&Path>) {
+        // hickory's zone parser reads `\DDD` escapes wrongly (`\064` as `4`):
+        // protect them and restore the bytes in owner names afterwards.
+        let text = protect_escapes(text);
         let (origin, sets) = Parser::new(text, path.map(Path::to_path_buf), None)
             .parse()
             .unwrap_or_else(|e| panic!("zone {:?}: {e}", path));
@@ -90,10 +93,12 @@ impl Zones {
         }
         for (_, set) in sets {
             for r in set.records_without_rrsigs() {
+                let mut r = r.clone();
+                r.name = restore_escapes(&r.name);
                 if r.record_type() == RecordType::SOA {
                     self.soa.insert(lo.clone(), r.clone());
                 }
-                self.add(r.clone());
+                self.add(r);
             }
         }
     }
@@ -191,6 +196,46 @@ impl Zones {
         }
         Ok((ResponseCode::NoError, answers, vec![]))
     }
+}
+
+const ESC: &str = "zzesc";
+
+fn protect_escapes(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            out.push_str(&format!("{ESC}{}zz", &text[i + 1..i + 4]));
+            i += 4;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn restore_escapes(name: &Name) -> Name {
+    let labels: Vec<Vec<u8>> = name
+        .iter()
+        .map(|l| {
+            let s = String::from_utf8_lossy(l).into_owned();
+            let mut out = Vec::new();
+            let mut rest = s.as_str();
+            while let Some(p) = rest.find(ESC) {
+                out.extend_from_slice(&rest.as_bytes()[..p]);
+                let code = &rest[p + ESC.len()..p + ESC.len() + 3];
+                out.push(code.parse::<u8>().unwrap_or(b'?'));
+                rest = &rest[p + ESC.len() + 5..];
+            }
+            out.extend_from_slice(rest.as_bytes());
+            out
+        })
+        .collect();
+    let mut n = Name::from_labels(labels.iter().map(Vec::as_slice)).unwrap();
+    n.set_fqdn(true);
+    n
 }
 
 pub fn fqdn(name: &str) -> Name {
