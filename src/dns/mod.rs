@@ -22,7 +22,6 @@ use mail_auth::MessageAuthenticator;
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    str::FromStr,
     sync::Arc,
     time::Duration,
 };
@@ -202,7 +201,7 @@ impl Dns {
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                RData::MX(mx) => Some((mx.preference, raw_name(&mx.exchange))),
                 _ => None,
             })
             .collect();
@@ -218,11 +217,7 @@ impl Dns {
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::PTR(p) => Some(
-                    p.0.to_ascii()
-                        .trim_end_matches('.')
-                        .to_ascii_lowercase(),
-                ),
+                RData::PTR(p) => Some(raw_name(&p.0).to_ascii_lowercase()),
                 _ => None,
             })
             .filter(|n| !n.is_empty())
@@ -246,6 +241,15 @@ impl Dns {
             Err(LookupError::Temporary(_)) => None,
         }
     }
+}
+
+/// A name as its raw labels joined by dots, without escaping (`to_ascii`
+/// would escape characters such as `:` that SPF must query as they are).
+fn raw_name(n: &Name) -> String {
+    n.iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn classify(e: &NetError) -> LookupError {

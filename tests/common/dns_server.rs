@@ -110,18 +110,16 @@ impl Zones {
             .push(Entry::Rec(r));
     }
 
-    pub fn add_timeout(&mut self, name: &str) {
+    pub fn add_timeout(&mut self, name: &Name) {
         self.names
-            .entry(LowerName::from(&Name::from_str(name).unwrap()))
+            .entry(LowerName::from(name))
             .or_default()
             .push(Entry::Timeout);
     }
 
     /// Ensures a name exists (possibly with no records).
-    pub fn touch(&mut self, name: &str) {
-        self.names
-            .entry(LowerName::from(&fqdn(name)))
-            .or_default();
+    pub fn touch(&mut self, name: &Name) {
+        self.names.entry(LowerName::from(name)).or_default();
     }
 
     fn exists(&self, name: &LowerName) -> bool {
@@ -148,10 +146,23 @@ impl Zones {
         let Some(zone) = self.zone_of(qname) else {
             return Ok((ResponseCode::ServFail, vec![], vec![]));
         };
-        let soa: Vec<Record> = zone
-            .and_then(|z| self.soa.get(&z).cloned())
-            .into_iter()
-            .collect();
+        let soa: Vec<Record> = match zone {
+            Some(z) => self.soa.get(&z).cloned().into_iter().collect(),
+            // Generated data: a root SOA with a zero negative TTL.
+            None => vec![Record::from_rdata(
+                Name::root(),
+                0,
+                RData::SOA(hickory_proto::rr::rdata::SOA::new(
+                    fqdn("ns.test"),
+                    fqdn("hostmaster.test"),
+                    1,
+                    3600,
+                    600,
+                    86400,
+                    0,
+                )),
+            )],
+        };
         let mut answers = Vec::new();
         let mut name = qname.clone();
         for _ in 0..8 {
