@@ -1,1 +1,112 @@
+use super::*;
+use crate::policy::{Action, Check, Mode};
 
+#[test]
+fn every_shipped_config_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn shipped_config_equals_defaults() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/authmilter.toml");
+    let c = Config::load(&dir).unwrap();
+    let d = Config::default_config();
+    assert_eq!(c.milter.socket, d.milter.socket);
+    assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
+    assert_eq!(c.policy.trusted_networks, d.policy.trusted_networks);
+    assert_eq!(c.policy.dmarc_reject_reply, d.policy.dmarc_reject_reply);
+    assert_eq!(c.dns.timeout, d.dns.timeout);
+}
+
+#[test]
+fn defaults() {
+    let c = Config::default_config();
+    assert_eq!(
+        c.milter.socket,
+        SocketSpec::Inet {
+            host: "127.0.0.1".into(),
+            port: 8897
+        }
+    );
+    assert_eq!(c.policy.mode, Mode::Enforce);
+    assert!(c.policy.rules.is_empty());
+    assert!(!c.milter.authserv_id.is_empty());
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = Config::parse("[milter]\nsocket = \"inet:127.0.0.1:1\"\nsokcet = 1\n", "a.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("a.toml:3:"), "{e}");
+    assert!(e.contains("sokcet"), "{e}");
+}
+
+#[test]
+fn invalid_value_names_file_line_and_key() {
+    let e = Config::parse("\n[policy]\nmode = \"enforse\"\n", "b.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "b.toml:3: key `policy.mode`: `enforse`: expected \"enforce\" or \"monitor\"");
+    let e = Config::parse("[milter]\nsocket = \"tcp:1\"\n", "c.toml").unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:2: key `milter.socket`"), "{e}");
+}
+
+#[test]
+fn rules_are_validated() {
+    let c = Config::parse(
+        "[policy.rules.spf]\nfail = { action = \"reject\" }\nsoftfail = { action = \"tag\", monitor = true }\n",
+        "t",
+    )
+    .unwrap();
+    let r = c.policy.rules.iter().find(|r| r.check == Check::Spf && r.action == Action::Reject).unwrap();
+    assert_eq!(r.reply.as_ref().unwrap().status, "5.7.23");
+    assert!(c.policy.rules.iter().any(|r| r.monitor));
+    for bad in [
+        "[policy.rules.spf]\nfail = { action = \"bounce\" }\n",
+        "[policy.rules.dkim]\nsoftfail = { action = \"reject\" }\n",
+        "[policy.rules.spam]\nfail = { action = \"reject\" }\n",
+        "[policy.rules.spf]\nfail = { action = \"reject\", code = 451 }\n",
+        "[policy.rules.spf]\nfail = { action = \"tempfail\", code = 451, status = \"5.7.1\" }\n",
+        "[policy.rules.spf]\nfail = { action = \"tag\", text = \"x\" }\n",
+    ] {
+        assert!(Config::parse(bad, "t").is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn socket_forms() {
+    use validate::parse_socket;
+    assert_eq!(
+        parse_socket("inet:[::1]:8897").unwrap(),
+        SocketSpec::Inet { host: "::1".into(), port: 8897 }
+    );
+    assert_eq!(
+        parse_socket("unix:/run/authmilter/a.sock").unwrap(),
+        SocketSpec::Unix("/run/authmilter/a.sock".into())
+    );
+    assert!(parse_socket("unix:relative").is_err());
+    assert!(parse_socket("inet:host:99999").is_err());
+}
+
+#[test]
+fn warnings_for_footguns() {
+    let c = Config::parse(
+        "[milter]\nauthserv_id = \"\"\n[policy]\ntrusted_networks = [\"0.0.0.0/0\"]\n",
+        "t",
+    )
+    .unwrap();
+    let w: Vec<String> = c.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(w.iter().any(|w| w.contains("authserv_id is empty")));
+    assert!(w.iter().any(|w| w.contains("public address space")));
+    assert!(Config::default_config().warnings().is_empty());
+}

@@ -1,1 +1,186 @@
+//! Table tests: evidence × trust × configuration → action.
 
+use super::*;
+use crate::{
+    checks::evidence::*,
+    config::Config,
+};
+use AuthResult::{Fail, Pass, PermError, TempError};
+const NONE_R: AuthResult = AuthResult::None;
+
+fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
+    Evidence {
+        iprev: Some(IprevEvidence {
+            result: Pass,
+            ip: "192.0.2.1".parse().unwrap(),
+            name: None,
+            reason: None,
+        }),
+        spf_helo: None,
+        spf_mailfrom: Some(SpfEvidence {
+            result: spf,
+            identity: SpfIdentity::MailFrom,
+            sender: "a@example.com".into(),
+            domain: "example.com".into(),
+            reason: None,
+        }),
+        dkim: vec![],
+        dmarc: DmarcEvidence {
+            result: dmarc,
+            from_domain: Some("example.com".into()),
+            published: Some(effective),
+            effective,
+            testing: false,
+            spf_aligned: false,
+            dkim_aligned: false,
+            reason: None,
+        },
+    }
+}
+
+fn cfg(extra: &str) -> PolicyConfig {
+    Config::parse(&format!("[policy]\n{extra}"), "t").unwrap().policy
+}
+
+fn untrusted() -> ClientTrust {
+    ClientTrust::default()
+}
+
+#[test]
+fn default_table() {
+    use DmarcPolicy as P;
+    let c = cfg("");
+    let table = [
+        (Fail, P::Reject, Action::Reject),
+        (Fail, P::Quarantine, Action::Quarantine),
+        (Fail, P::None, Action::Accept),
+        (Pass, P::Reject, Action::Accept),
+        (NONE_R, P::None, Action::Accept),
+        (TempError, P::None, Action::Tempfail),
+        (PermError, P::None, Action::Accept),
+    ];
+    for (dmarc, policy, want) in table {
+        let v = decide(&ev(dmarc, policy, Fail), &untrusted(), &c);
+        assert_eq!(v.action, want, "dmarc={dmarc} policy={policy}");
+    }
+}
+
+#[test]
+fn reject_reply_names_the_domain() {
+    let v = decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &cfg(""));
+    let r = v.reply_or_default().unwrap();
+    assert_eq!(r.code, 550);
+    assert_eq!(r.status, "5.7.1");
+    assert!(r.text.contains("example.com"));
+    let v = decide(&ev(TempError, DmarcPolicy::None, Pass), &untrusted(), &cfg(""));
+    assert_eq!(v.reply_or_default().unwrap().code, 451);
+}
+
+#[test]
+fn temperror_can_be_accepted() {
+    let v = decide(
+        &ev(TempError, DmarcPolicy::None, Pass),
+        &untrusted(),
+        &cfg("dmarc_temperror = \"accept\""),
+    );
+    assert_eq!(v.action, Action::Accept);
+}
+
+#[test]
+fn quarantine_as_tag() {
+    let v = decide(
+        &ev(Fail, DmarcPolicy::Quarantine, Fail),
+        &untrusted(),
+        &cfg("quarantine = \"tag\""),
+    );
+    assert_eq!(v.action, Action::Tag);
+}
+
+#[test]
+fn rules_and_severity() {
+    let c = cfg("[policy.rules.spf]\nfail = { action = \"reject\" }\n[policy.rules.iprev]\npass = { action = \"tag\" }\n");
+    // spf=fail rule rejects even though DMARC only quarantines.
+    let v = decide(&ev(Fail, DmarcPolicy::Quarantine, Fail), &untrusted(), &c);
+    assert_eq!(v.action, Action::Reject);
+    assert_eq!(v.reply.unwrap().status, "5.7.23");
+    // DMARC reject and its own reply win over a tag rule.
+    let v = decide(&ev(Fail, DmarcPolicy::Reject, Pass), &untrusted(), &c);
+    assert_eq!(v.action, Action::Reject);
+    assert_eq!(v.reply.unwrap().status, "5.7.1");
+}
+
+#[test]
+fn monitor_rules_and_mode_never_enforce() {
+    let c = cfg("[policy.rules.spf]\nfail = { action = \"reject\", monitor = true }\n");
+    let v = decide(&ev(Pass, DmarcPolicy::Reject, Fail), &untrusted(), &c);
+    assert_eq!(v.action, Action::Accept);
+    assert_eq!(v.would.as_ref().unwrap().0, Action::Reject);
+
+    let c = cfg("mode = \"monitor\"");
+    let v = decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &c);
+    assert_eq!(v.action, Action::Accept);
+    assert_eq!(v.would.as_ref().unwrap().0, Action::Reject);
+    assert_eq!(v.dmarc_disposition, Some(DmarcPolicy::None));
+}
+
+#[test]
+fn trusted_and_authenticated_clients_are_not_enforced() {
+    let c = cfg("");
+    let e = ev(Fail, DmarcPolicy::Reject, Fail);
+    let t = ClientTrust { trusted_network: true, authenticated: None };
+    assert_eq!(decide(&e, &t, &c).action, Action::Accept);
+    let a = ClientTrust { trusted_network: false, authenticated: Some("alice".into()) };
+    let v = decide(&e, &a, &c);
+    assert_eq!(v.action, Action::Accept);
+    assert!(v.reason.contains("alice"));
+    // Unless authenticated clients are not trusted.
+    let c = cfg("trust_authenticated = false");
+    assert_eq!(decide(&e, &a, &c).action, Action::Reject);
+}
+
+#[test]
+fn domain_overrides() {
+    let c = cfg("[[policy.overrides]]\ndomain = \"example.com\"\nnever_reject = true\n");
+    let v = decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &c);
+    assert_eq!(v.action, Action::Quarantine);
+    let c = cfg("[[policy.overrides]]\ndomain = \"example.com\"\ndmarc_policy = \"reject\"\n");
+    let v = decide(&ev(Fail, DmarcPolicy::None, Fail), &untrusted(), &c);
+    assert_eq!(v.action, Action::Reject);
+    assert_eq!(v.override_reason, Some("local_policy"));
+    // A stricter local policy never weakens a published one, and only applies on fail.
+    let c = cfg("[[policy.overrides]]\ndomain = \"example.com\"\ndmarc_policy = \"none\"\n");
+    assert_eq!(decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &c).action, Action::Reject);
+    assert_eq!(decide(&ev(Pass, DmarcPolicy::Reject, Fail), &untrusted(), &c).action, Action::Accept);
+}
+
+#[test]
+fn spf_at_mail_from_only_when_enabled() {
+    let e = ev(Pass, DmarcPolicy::None, Fail);
+    let spf = e.spf_mailfrom.as_ref().unwrap();
+    let off = cfg("[policy.rules.spf]\nfail = { action = \"reject\" }\n");
+    assert!(decide_at_mail(spf, None, &untrusted(), &off).is_none());
+    let on = cfg("spf_reject_at_mail = true\n[policy.rules.spf]\nfail = { action = \"reject\" }\n");
+    let v = decide_at_mail(spf, None, &untrusted(), &on).unwrap();
+    assert_eq!(v.action, Action::Reject);
+    let trusted = ClientTrust { trusted_network: true, authenticated: None };
+    assert!(decide_at_mail(spf, None, &trusted, &on).is_none());
+}
+
+#[test]
+fn dkim_summary_takes_the_best_signature() {
+    let mut e = ev(Pass, DmarcPolicy::None, Pass);
+    assert_eq!(e.dkim_summary(), NONE_R);
+    let sig = |r| DkimEvidence {
+        result: r,
+        domain: "d".into(),
+        selector: "s".into(),
+        identity: "@d".into(),
+        algorithm: "rsa-sha256".into(),
+        b_prefix: "x".into(),
+        reason: None,
+    };
+    e.dkim = vec![sig(Fail), sig(Pass)];
+    assert_eq!(e.dkim_summary(), Pass);
+    e.dkim = vec![sig(Fail), sig(PermError)];
+    assert_eq!(e.dkim_summary(), PermError);
+}

@@ -200,6 +200,12 @@ pub async fn send_on(conn: &mut TestConnection, env: &Envelope, raw: &[u8]) -> O
         .unwrap();
     assert_eq!(st, Status::Continue);
     conn.helo(env.helo.as_str()).await.unwrap();
+    send_message(conn, env, raw).await
+}
+
+/// Sends one message (MAIL to end of message) on an already greeted connection.
+pub async fn send_message(conn: &mut TestConnection, env: &Envelope, raw: &[u8]) -> Outcome {
+    use indymilter_test::MacroStage;
     let mut mail_macros = vec![("i".to_string(), "4XTEST".to_string())];
     for (k, v) in &env.macros {
         mail_macros.push((k.clone(), v.clone()));
