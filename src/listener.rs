@@ -92,5 +92,10 @@ fn lookup_id(name: &str, db: &str) -> io::Result<u32> {
             (n == name).then_some(id)
         })
         .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user or group `{name}` in {db}")))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such user or group `{name}` in {db}"),
+            )
+        })
 }

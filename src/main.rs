@@ -35,7 +35,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     authmilter::telemetry::init(&config.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the async runtime: {e}");

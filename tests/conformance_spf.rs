@@ -25,7 +25,10 @@ const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
     ("mx-cidr4-0", "viaspf: /0 CIDR treated as /32"),
     // viaspf does not validate the macro syntax of an exp= target it never
     // needs to expand (RFC 7208 §6.2 wants permerror).
-    ("exp-only-macro-char", "viaspf: exp= macro syntax not checked"),
+    (
+        "exp-only-macro-char",
+        "viaspf: exp= macro syntax not checked",
+    ),
 ];
 
 fn name(owner: &str) -> Option<Name> {
@@ -45,7 +48,11 @@ fn txt_of(v: &Value) -> Option<TXT> {
         // client rejects it); it is served as one empty string instead.
         Value::Sequence(parts) if parts.is_empty() => Some(TXT::new(vec![String::new()])),
         Value::Sequence(parts) => Some(TXT::from_bytes(
-            parts.iter().filter_map(|p| p.as_str()).map(str::as_bytes).collect(),
+            parts
+                .iter()
+                .filter_map(|p| p.as_str())
+                .map(str::as_bytes)
+                .collect(),
         )),
         _ => None,
     }
@@ -53,7 +60,9 @@ fn txt_of(v: &Value) -> Option<TXT> {
 
 fn zones_of(zonedata: &Value) -> Zones {
     let mut z = Zones::open();
-    let Some(map) = zonedata.as_mapping() else { return z };
+    let Some(map) = zonedata.as_mapping() else {
+        return z;
+    };
     for (owner, recs) in map {
         let owner = owner.as_str().unwrap().to_ascii_lowercase();
         let Some(n) = name(&owner) else { continue };
@@ -68,12 +77,22 @@ fn zones_of(zonedata: &Value) -> Zones {
             let Some(m) = r.as_mapping() else { continue };
             for (k, v) in m {
                 let rdata = match k.as_str().unwrap() {
-                    "A" => v.as_str().and_then(|s| s.parse().ok()).map(|ip| RData::A(A(ip))),
-                    "AAAA" => v.as_str().and_then(|s| s.parse().ok()).map(|ip| RData::AAAA(AAAA(ip))),
+                    "A" => v
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .map(|ip| RData::A(A(ip))),
+                    "AAAA" => v
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .map(|ip| RData::AAAA(AAAA(ip))),
                     "MX" => {
                         let pref = v[0].as_u64().unwrap_or(0) as u16;
                         let ex = v[1].as_str().unwrap_or("");
-                        let exn = if ex.is_empty() { Some(Name::root()) } else { name(ex) };
+                        let exn = if ex.is_empty() {
+                            Some(Name::root())
+                        } else {
+                            name(ex)
+                        };
                         exn.map(|e| RData::MX(MX::new(pref, e)))
                     }
                     "PTR" => v.as_str().and_then(name).map(|t| RData::PTR(PTR(t))),
@@ -102,7 +121,10 @@ async fn rfc7208_suite() {
     let text = std::fs::read_to_string(shared.join("conformance/spf/rfc7208-tests.yml")).unwrap();
     let dns_server = TestDns::start(Zones::open()).await;
     let cfg = Config::parse(
-        &format!("[dns]\nnameservers = [\"{}\"]\ntimeout = 0.3\nattempts = 1\n", dns_server.addr),
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = 0.3\nattempts = 1\n",
+            dns_server.addr
+        ),
         "test",
     )
     .unwrap();
@@ -116,7 +138,10 @@ async fn rfc7208_suite() {
             let id = id.as_str().unwrap();
             let want: Vec<String> = match &t["result"] {
                 Value::String(s) => vec![s.clone()],
-                Value::Sequence(v) => v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                Value::Sequence(v) => v
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
                 _ => vec![],
             };
             let ip = t["host"].as_str().unwrap().parse().unwrap();
@@ -134,8 +159,16 @@ async fn rfc7208_suite() {
             let _ = fqdn;
         }
     }
-    eprintln!("RFC 7208 suite: {passed} passed, {} failed, {deviations} known deviations", failed.len());
-    assert!(failed.is_empty(), "{} RFC 7208 tests failed:\n{}", failed.len(), failed.join("\n"));
+    eprintln!(
+        "RFC 7208 suite: {passed} passed, {} failed, {deviations} known deviations",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} RFC 7208 tests failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 use serde::Deserialize;

@@ -3,13 +3,19 @@
 
 mod common;
 
-use common::{dns_server::{TestDns, Zones}, *};
+use common::{
+    dns_server::{TestDns, Zones},
+    *,
+};
 use serde_json::Value;
 
 fn words(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         _ => vec![],
     }
 }
@@ -34,10 +40,14 @@ async fn public_corpus_cases() {
             case["helo"].as_str().unwrap(),
             case["mail_from"].as_str().unwrap(),
         );
-        env.client_name = case["client_name"].as_str().unwrap_or("unknown").to_string();
+        env.client_name = case["client_name"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
         if let Some(m) = case["macros"].as_object() {
             for (k, v) in m {
-                env.macros.insert(k.clone(), v.as_str().unwrap().to_string());
+                env.macros
+                    .insert(k.clone(), v.as_str().unwrap().to_string());
             }
         }
         let raw = std::fs::read(corpus.join(case["msg"].as_str().unwrap())).unwrap();
@@ -47,7 +57,11 @@ async fn public_corpus_cases() {
         let mut problems = Vec::new();
         let verdict = expect["verdict"].as_str().unwrap();
         if out.verdict() != verdict {
-            problems.push(format!("verdict {} (want {verdict}) reply {:?}", out.verdict(), out.reply()));
+            problems.push(format!(
+                "verdict {} (want {verdict}) reply {:?}",
+                out.verdict(),
+                out.reply()
+            ));
         }
         if let Some(ar) = out.auth_results() {
             let res = ar_results(&ar);
@@ -66,16 +80,33 @@ async fn public_corpus_cases() {
                 }
             };
             // spf: the MAIL FROM check, or the HELO check for the null sender.
-            let spf = if env.mail_from.is_empty() { get("spf", "smtp.helo") } else { get("spf", "smtp.mailfrom") };
+            let spf = if env.mail_from.is_empty() {
+                get("spf", "smtp.helo")
+            } else {
+                get("spf", "smtp.mailfrom")
+            };
             check("spf", spf, &expect["spf"], &alt["spf"]);
             if !expect["spf_helo"].is_null() {
-                check("spf_helo", get("spf", "smtp.helo"), &expect["spf_helo"], &alt["spf_helo"]);
+                check(
+                    "spf_helo",
+                    get("spf", "smtp.helo"),
+                    &expect["spf_helo"],
+                    &alt["spf_helo"],
+                );
             }
             check("iprev", get("iprev", ""), &expect["iprev"], &alt["iprev"]);
             check("dmarc", get("dmarc", ""), &expect["dmarc"], &alt["dmarc"]);
-            let dkim: Vec<String> = res.iter().filter(|(m, _, _)| m == "dkim").map(|(_, r, _)| r.clone()).collect();
+            let dkim: Vec<String> = res
+                .iter()
+                .filter(|(m, _, _)| m == "dkim")
+                .map(|(_, r, _)| r.clone())
+                .collect();
             let want_dkim = expect["dkim"].as_array().unwrap();
-            let got_dkim: Vec<String> = if want_dkim.is_empty() && dkim == ["none"] { vec![] } else { dkim };
+            let got_dkim: Vec<String> = if want_dkim.is_empty() && dkim == ["none"] {
+                vec![]
+            } else {
+                dkim
+            };
             if got_dkim.len() != want_dkim.len() {
                 problems.push(format!("dkim={got_dkim:?} (want {want_dkim:?})"));
             } else {
@@ -92,11 +123,17 @@ async fn public_corpus_cases() {
             let pol = res
                 .iter()
                 .find(|(m, _, _)| m == "dmarc")
-                .and_then(|(_, _, rest)| rest.split("policy.dmarc=").nth(1).map(|p| p.split_whitespace().next().unwrap_or("").to_string()))
+                .and_then(|(_, _, rest)| {
+                    rest.split("policy.dmarc=")
+                        .nth(1)
+                        .map(|p| p.split_whitespace().next().unwrap_or("").to_string())
+                })
                 .unwrap_or_else(|| "absent".to_string());
             let mut ok = words(&expect["dmarc_policy"]);
             ok.extend(words(&alt["dmarc_policy"]));
-            if !ok.contains(&pol) && !(pol == "absent" && ok.contains(&"none".to_string()) && expect["dmarc"] == "none") {
+            let absent_ok =
+                pol == "absent" && ok.contains(&"none".to_string()) && expect["dmarc"] == "none";
+            if !ok.contains(&pol) && !absent_ok {
                 problems.push(format!("dmarc_policy={pol} (want {ok:?})"));
             }
             if expect["forged_ar_removed"].as_bool() == Some(true) && out.deleted().is_empty() {
@@ -106,10 +143,20 @@ async fn public_corpus_cases() {
             problems.push("no Authentication-Results inserted".into());
         }
         if !problems.is_empty() {
-            failures.push(format!("{id}: {}\n    A-R: {:?}", problems.join("; "), out.auth_results()));
+            failures.push(format!(
+                "{id}: {}\n    A-R: {:?}",
+                problems.join("; "),
+                out.auth_results()
+            ));
         }
     }
     milter.stop().await;
-    assert!(failures.is_empty(), "{} of {} corpus cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     eprintln!("{} corpus cases passed", cases.len());
 }

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{dns_server::{Fault, TestDns, Zones}, *};
+use common::{
+    dns_server::{Fault, TestDns, Zones},
+    *,
+};
 use indymilter_test::{EomAction, Status, TestConnection};
 use std::time::Duration;
 
@@ -59,19 +62,38 @@ async fn pass_is_accepted_labelled_and_forgeries_removed() {
     assert_eq!(out.verdict(), "accept");
     let ar = out.auth_results().unwrap();
     assert!(ar.starts_with(" mx.recipient.test;"), "{ar}");
-    assert!(ar.contains("iprev=pass (mail.bank.test) policy.iprev=192.0.2.10"), "{ar}");
-    assert!(ar.contains("spf=pass smtp.mailfrom=alerts@bank.test"), "{ar}");
-    assert!(ar.contains("spf=none reason=\"no SPF record\" smtp.helo=mail.bank.test"), "{ar}");
+    assert!(
+        ar.contains("iprev=pass (mail.bank.test) policy.iprev=192.0.2.10"),
+        "{ar}"
+    );
+    assert!(
+        ar.contains("spf=pass smtp.mailfrom=alerts@bank.test"),
+        "{ar}"
+    );
+    assert!(
+        ar.contains("spf=none reason=\"no SPF record\" smtp.helo=mail.bank.test"),
+        "{ar}"
+    );
     assert!(ar.contains("dkim=none"), "{ar}");
-    assert!(ar.contains("dmarc=pass (p=reject) header.from=bank.test policy.dmarc=reject"), "{ar}");
+    assert!(
+        ar.contains("dmarc=pass (p=reject) header.from=bank.test policy.dmarc=reject"),
+        "{ar}"
+    );
     // Ours (second A-R, case-insensitive id) and our Received-SPF go; the foreign one stays.
     let mut deleted = out.deleted();
     deleted.sort();
     assert_eq!(
         deleted,
-        vec![("Authentication-Results".to_string(), 2), ("Received-SPF".to_string(), 1)]
+        vec![
+            ("Authentication-Results".to_string(), 2),
+            ("Received-SPF".to_string(), 1)
+        ]
     );
-    assert!(out.actions.actions.iter().any(|a| matches!(a, EomAction::InsertHeader { index: 0, .. })));
+    assert!(out
+        .actions
+        .actions
+        .iter()
+        .any(|a| matches!(a, EomAction::InsertHeader { index: 0, .. })));
     milter.stop().await;
 }
 
@@ -101,10 +123,18 @@ async fn dns_failure_tempfails_and_recovers() {
     dns.set_fault(Fault::ServFail);
     let out = send(milter.addr, &env, &message("alerts@bank.test", "")).await;
     assert_eq!(out.verdict(), "tempfail");
-    assert!(out.reply().unwrap().starts_with("451 4.7.1 "), "{:?}", out.reply());
+    assert!(
+        out.reply().unwrap().starts_with("451 4.7.1 "),
+        "{:?}",
+        out.reply()
+    );
     dns.set_fault(Fault::Drop);
     let out = send(milter.addr, &env, &message("alerts@bank.test", "")).await;
-    assert_eq!(out.verdict(), "tempfail", "a DNS timeout is never a silent pass");
+    assert_eq!(
+        out.verdict(),
+        "tempfail",
+        "a DNS timeout is never a silent pass"
+    );
     dns.set_fault(Fault::None);
     let out = send(milter.addr, &env, &message("alerts@bank.test", "")).await;
     assert_eq!(out.verdict(), "accept");
@@ -167,7 +197,8 @@ async fn several_from_domains_never_pass() {
     let out = send(milter.addr, &env, raw).await;
     let ar = out.auth_results();
     assert_eq!(out.verdict(), "reject", "{ar:?}");
-    let raw = b"From: alerts@bank.test\r\nFrom: alerts@bank.test\r\nTo: bob@recipient.test\r\n\r\nHi\r\n";
+    let raw =
+        b"From: alerts@bank.test\r\nFrom: alerts@bank.test\r\nTo: bob@recipient.test\r\n\r\nHi\r\n";
     let out = send(milter.addr, &env, raw).await;
     assert_eq!(out.verdict(), "reject");
     milter.stop().await;
@@ -184,7 +215,9 @@ async fn spf_reject_at_mail_from_when_configured() {
     let env = Envelope::new("198.51.100.7", "evil.example", "alerts@bank.test");
     let out = send(milter.addr, &env, &message("alerts@bank.test", "")).await;
     match &out.status {
-        Status::Reject { message: Some(m) } => assert!(m.to_str().unwrap().starts_with("550 5.7.23")),
+        Status::Reject { message: Some(m) } => {
+            assert!(m.to_str().unwrap().starts_with("550 5.7.23"))
+        }
         other => panic!("{other:?}"),
     }
     milter.stop().await;

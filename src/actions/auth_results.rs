@@ -46,7 +46,8 @@ pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
             i.ip
         ));
     }
-    let helo_same_as_mailfrom = matches!(&ev.spf_mailfrom, Some(s) if s.identity == SpfIdentity::Helo);
+    let helo_same_as_mailfrom =
+        matches!(&ev.spf_mailfrom, Some(s) if s.identity == SpfIdentity::Helo);
     if let Some(s) = &ev.spf_mailfrom {
         parts.push(spf_part(s));
     }
@@ -164,7 +165,10 @@ mod tests {
     fn sender_values_cannot_inject_headers() {
         let v = build("mx.test", &evidence(), &Verdict::accept());
         for line in v.split('\n') {
-            assert!(line.is_empty() || line.starts_with('\t') || line.starts_with(' '), "{line:?}");
+            assert!(
+                line.is_empty() || line.starts_with('\t') || line.starts_with(' '),
+                "{line:?}"
+            );
         }
         assert!(!v.contains('\r'));
         assert!(v.contains("smtp.mailfrom=\"evilX-Injected: yes@example.com\""));

@@ -76,7 +76,9 @@ pub async fn apply(
     let v = &plan.verdict;
     match v.action {
         Action::Reject | Action::Tempfail => {
-            let r = v.reply_or_default().expect("reject and tempfail have replies");
+            let r = v
+                .reply_or_default()
+                .expect("reject and tempfail have replies");
             let code = r.code.to_string();
             if reply
                 .set_error_reply(&code, Some(&r.status), [r.text.as_str()])
@@ -93,7 +95,9 @@ pub async fn apply(
         Action::Accept | Action::Tag | Action::Quarantine => {}
     }
     for (name, index) in &plan.deletions {
-        actions.change_header(name.as_str(), *index, None::<&str>).await?;
+        actions
+            .change_header(name.as_str(), *index, None::<&str>)
+            .await?;
     }
     for (i, (name, value)) in plan.inserts.iter().enumerate() {
         actions

@@ -28,11 +28,16 @@ pub fn pvalue(s: &str) -> String {
     }
     let plain = match clean.rsplit_once('@') {
         Some((local, domain)) => {
-            (local.is_empty() || (local.split('.').all(|a| !a.is_empty() && a.chars().all(is_atext))))
-                && !domain.is_empty()
-                && domain
+            (local.is_empty()
+                || (local
                     .split('.')
-                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .all(|a| !a.is_empty() && a.chars().all(is_atext))))
+                && !domain.is_empty()
+                && domain.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                })
         }
         None => clean.chars().all(is_token_char),
     };
@@ -170,7 +175,10 @@ mod tests {
     fn pvalue_never_contains_line_breaks() {
         for s in ["a\r\nX-Injected: 1", "\n", "é@ü.test", "a\0b", "(x)"] {
             let v = pvalue(s);
-            assert!(!v.contains('\r') && !v.contains('\n') && !v.contains('\0'), "{v}");
+            assert!(
+                !v.contains('\r') && !v.contains('\n') && !v.contains('\0'),
+                "{v}"
+            );
             assert!(v.is_ascii());
         }
     }
@@ -182,16 +190,28 @@ mod tests {
 
     #[test]
     fn authserv_id_parsing() {
-        assert_eq!(authserv_id(" mx.example; dkim=pass").as_deref(), Some("mx.example"));
-        assert_eq!(authserv_id(" (c (nested)) mx.example 1; none").as_deref(), Some("mx.example"));
-        assert_eq!(authserv_id("\r\n\tMX.Example;spf=pass").as_deref(), Some("MX.Example"));
+        assert_eq!(
+            authserv_id(" mx.example; dkim=pass").as_deref(),
+            Some("mx.example")
+        );
+        assert_eq!(
+            authserv_id(" (c (nested)) mx.example 1; none").as_deref(),
+            Some("mx.example")
+        );
+        assert_eq!(
+            authserv_id("\r\n\tMX.Example;spf=pass").as_deref(),
+            Some("MX.Example")
+        );
         assert_eq!(authserv_id(" ;").as_deref(), None);
     }
 
     #[test]
     fn receiver_parsing() {
         assert_eq!(
-            received_spf_receiver(" pass (x) client-ip=1.2.3.4; receiver=mx.example; identity=mailfrom").as_deref(),
+            received_spf_receiver(
+                " pass (x) client-ip=1.2.3.4; receiver=mx.example; identity=mailfrom"
+            )
+            .as_deref(),
             Some("mx.example")
         );
         assert_eq!(received_spf_receiver(" pass (no receiver here)"), None);
@@ -200,7 +220,11 @@ mod tests {
     #[test]
     fn ours_is_case_insensitive() {
         assert!(is_ours("MX.example.", "mx.example", &[]));
-        assert!(is_ours("old.example", "mx.example", &["old.example".into()]));
+        assert!(is_ours(
+            "old.example",
+            "mx.example",
+            &["old.example".into()]
+        ));
         assert!(!is_ours("other.example", "mx.example", &[]));
     }
 }

@@ -69,7 +69,9 @@ pub fn tags(value: &[u8]) -> Vec<(String, String)> {
 }
 
 fn tag<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    tags.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn key_name(selector: &str, domain: &str) -> String {

@@ -88,7 +88,9 @@ impl Record {
 pub enum Found {
     Record(Arc<Record>),
     /// No usable record (none, malformed, or several).
-    Nothing { malformed: bool },
+    Nothing {
+        malformed: bool,
+    },
     TempError(String),
 }
 
@@ -109,9 +111,7 @@ impl DmarcLookups {
             Ok(txts) => {
                 let candidates: Vec<&Vec<u8>> = txts
                     .iter()
-                    .filter(|t| {
-                        t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"v=DMARC1")
-                    })
+                    .filter(|t| t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"v=DMARC1"))
                     .collect();
                 match candidates.as_slice() {
                     [one] => match Record::parse(one) {
@@ -138,7 +138,12 @@ impl DmarcLookups {
         let mut malformed = false;
         for name in walk_names(domain) {
             match self.record_at(dns, &name).await {
-                Found::Record(r) => return Discovery::Found { at: name, record: r },
+                Found::Record(r) => {
+                    return Discovery::Found {
+                        at: name,
+                        record: r,
+                    }
+                }
                 Found::TempError(e) => return Discovery::TempError(format!("_dmarc.{name}: {e}")),
                 Found::Nothing { malformed: m } => malformed |= m && name == domain,
             }
@@ -264,7 +269,11 @@ pub async fn evaluate(dns: &Dns, lookups: &DmarcLookups, input: &DmarcInput<'_>)
             for d in domains {
                 if let Discovery::Found { at, record } = lookups.discover(dns, d).await {
                     let (published, testing) = applicable_policy(dns, d, &at, &record).await;
-                    let effective = if testing { downgrade(published) } else { published };
+                    let effective = if testing {
+                        downgrade(published)
+                    } else {
+                        published
+                    };
                     if best.is_none_or(|(_, e, _)| effective > e) {
                         best = Some((published, effective, testing));
                     }
@@ -314,13 +323,20 @@ async fn evaluate_single(
         }
     };
     let (published, testing) = applicable_policy(dns, from, &at, &record).await;
-    let effective = if testing { downgrade(published) } else { published };
+    let effective = if testing {
+        downgrade(published)
+    } else {
+        published
+    };
 
     let mut temp: Option<String> = None;
     let mut spf_aligned = false;
     if let Some(spf) = input.spf {
         if matches!(spf.result, AuthResult::Pass | AuthResult::TempError) {
-            match lookups.aligned(dns, &spf.domain, from, record.aspf_strict).await {
+            match lookups
+                .aligned(dns, &spf.domain, from, record.aspf_strict)
+                .await
+            {
                 Ok(true) if spf.result == AuthResult::Pass => spf_aligned = true,
                 Ok(true) => temp = Some("aligned SPF check had a temporary error".into()),
                 Ok(false) => {}
@@ -336,7 +352,10 @@ async fn evaluate_single(
         if !matches!(sig.result, AuthResult::Pass | AuthResult::TempError) {
             continue;
         }
-        match lookups.aligned(dns, &sig.domain, from, record.adkim_strict).await {
+        match lookups
+            .aligned(dns, &sig.domain, from, record.adkim_strict)
+            .await
+        {
             Ok(true) if sig.result == AuthResult::Pass => dkim_aligned = true,
             Ok(true) => temp = Some("aligned DKIM signature had a temporary error".into()),
             Ok(false) => {}

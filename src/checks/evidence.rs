@@ -152,7 +152,11 @@ pub struct DmarcEvidence {
 
 impl DmarcEvidence {
     /// A result with no policy attached.
-    pub fn without_policy(result: AuthResult, from: Option<String>, reason: Option<String>) -> Self {
+    pub fn without_policy(
+        result: AuthResult,
+        from: Option<String>,
+        reason: Option<String>,
+    ) -> Self {
         Self {
             result,
             from_domain: from,

@@ -17,7 +17,10 @@ pub enum FromIdentity {
     /// No From field, or no parseable address in it.
     Missing,
     /// Several From fields or several domains: never passes.
-    Conflicting { domains: Vec<String>, reason: String },
+    Conflicting {
+        domains: Vec<String>,
+        reason: String,
+    },
 }
 
 impl FromIdentity {
@@ -66,7 +69,8 @@ pub fn normalize_domain(d: &str) -> Option<String> {
         && d.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     ok.then_some(d)
 }
@@ -137,7 +141,9 @@ mod tests {
     #[test]
     fn several_domains_conflict() {
         let r = id(&[" a@bank.test, b@evil.test"]);
-        assert!(matches!(r, FromIdentity::Conflicting { ref domains, .. } if domains == &["bank.test", "evil.test"]));
+        assert!(
+            matches!(r, FromIdentity::Conflicting { ref domains, .. } if domains == &["bank.test", "evil.test"])
+        );
     }
 
     #[test]

@@ -20,18 +20,25 @@ pub async fn check(dns: &Dns, ip: IpAddr, max_names: usize) -> IprevEvidence {
     let names = match dns.ptr(ip).await {
         Ok(n) => n,
         Err(LookupError::Temporary(e)) => {
-            return ev(AuthResult::TempError, None, &format!("PTR lookup failed: {e}"))
+            return ev(
+                AuthResult::TempError,
+                None,
+                &format!("PTR lookup failed: {e}"),
+            )
         }
         Err(_) => return ev(AuthResult::PermError, None, "no PTR record"),
     };
     let mut temp = None;
-    let lookups = names.iter().take(max_names).map(|n| async move {
-        (n, dns.addrs_like(n, ip).await)
-    });
+    let lookups = names
+        .iter()
+        .take(max_names)
+        .map(|n| async move { (n, dns.addrs_like(n, ip).await) });
     let results = futures::future::join_all(lookups).await;
     for (name, r) in &results {
         match r {
-            Ok(addrs) if addrs.contains(&ip) => return ev(AuthResult::Pass, Some((*name).clone()), ""),
+            Ok(addrs) if addrs.contains(&ip) => {
+                return ev(AuthResult::Pass, Some((*name).clone()), "")
+            }
             Ok(_) | Err(LookupError::NxDomain) | Err(LookupError::NoData) => {}
             Err(LookupError::Temporary(e)) => temp = Some(e.clone()),
         }
@@ -50,4 +57,3 @@ pub async fn check(dns: &Dns, ip: IpAddr, max_names: usize) -> IprevEvidence {
         ),
     }
 }
-

@@ -85,12 +85,21 @@ impl Checker {
     }
 
     /// DKIM over the complete message.
-    pub async fn dkim(&self, raw: &[u8], keys: &dkim::KeyCache, truncated: bool) -> Vec<DkimEvidence> {
+    pub async fn dkim(
+        &self,
+        raw: &[u8],
+        keys: &dkim::KeyCache,
+        truncated: bool,
+    ) -> Vec<DkimEvidence> {
         dkim::verify(&self.dns, raw, keys, self.limits.max_signatures, truncated).await
     }
 
     /// DMARC from the other results.
-    pub async fn dmarc(&self, lookups: &dmarc::DmarcLookups, input: &dmarc::DmarcInput<'_>) -> DmarcEvidence {
+    pub async fn dmarc(
+        &self,
+        lookups: &dmarc::DmarcLookups,
+        input: &dmarc::DmarcInput<'_>,
+    ) -> DmarcEvidence {
         dmarc::evaluate(&self.dns, lookups, input).await
     }
 }

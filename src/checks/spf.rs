@@ -82,14 +82,12 @@ pub async fn check_mail_from(
         .unwrap_or_default();
     // RFC 7208 §4.3 does not validate the local-part: one that is not a valid
     // RFC 5321 dot-atom (spaces, say) is quoted rather than refused.
-    let parsed = Sender::from_address(&address).or_else(|e| {
-        match address.rsplit_once('@') {
-            Some((local, dom)) if !local.starts_with('"') => {
-                let quoted = local.replace('\\', "\\\\").replace('"', "\\\"");
-                Sender::from_address(&format!("\"{quoted}\"@{dom}"))
-            }
-            _ => Err(e),
+    let parsed = Sender::from_address(&address).or_else(|e| match address.rsplit_once('@') {
+        Some((local, dom)) if !local.starts_with('"') => {
+            let quoted = local.replace('\\', "\\\\").replace('"', "\\\"");
+            Sender::from_address(&format!("\"{quoted}\"@{dom}"))
         }
+        _ => Err(e),
     });
     match parsed {
         Ok(sender) => {

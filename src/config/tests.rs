@@ -44,9 +44,12 @@ fn defaults() {
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let e = Config::parse("[milter]\nsocket = \"inet:127.0.0.1:1\"\nsokcet = 1\n", "a.toml")
-        .unwrap_err()
-        .to_string();
+    let e = Config::parse(
+        "[milter]\nsocket = \"inet:127.0.0.1:1\"\nsokcet = 1\n",
+        "a.toml",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("a.toml:3:"), "{e}");
     assert!(e.contains("sokcet"), "{e}");
 }
@@ -56,8 +59,13 @@ fn invalid_value_names_file_line_and_key() {
     let e = Config::parse("\n[policy]\nmode = \"enforse\"\n", "b.toml")
         .unwrap_err()
         .to_string();
-    assert_eq!(e, "b.toml:3: key `policy.mode`: `enforse`: expected \"enforce\" or \"monitor\"");
-    let e = Config::parse("[milter]\nsocket = \"tcp:1\"\n", "c.toml").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "b.toml:3: key `policy.mode`: `enforse`: expected \"enforce\" or \"monitor\""
+    );
+    let e = Config::parse("[milter]\nsocket = \"tcp:1\"\n", "c.toml")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("c.toml:2: key `milter.socket`"), "{e}");
 }
 
@@ -68,7 +76,12 @@ fn rules_are_validated() {
         "t",
     )
     .unwrap();
-    let r = c.policy.rules.iter().find(|r| r.check == Check::Spf && r.action == Action::Reject).unwrap();
+    let r = c
+        .policy
+        .rules
+        .iter()
+        .find(|r| r.check == Check::Spf && r.action == Action::Reject)
+        .unwrap();
     assert_eq!(r.reply.as_ref().unwrap().status, "5.7.23");
     assert!(c.policy.rules.iter().any(|r| r.monitor));
     for bad in [
@@ -88,7 +101,10 @@ fn socket_forms() {
     use validate::parse_socket;
     assert_eq!(
         parse_socket("inet:[::1]:8897").unwrap(),
-        SocketSpec::Inet { host: "::1".into(), port: 8897 }
+        SocketSpec::Inet {
+            host: "::1".into(),
+            port: 8897
+        }
     );
     assert_eq!(
         parse_socket("unix:/run/authmilter/a.sock").unwrap(),

@@ -8,8 +8,7 @@ use super::{
 use crate::{
     checks::evidence::{AuthResult, DmarcPolicy},
     policy::{
-        Action, Check, Mode, Override, PolicyConfig, QuarantineMode, Reply, Rule,
-        TempErrorAction,
+        Action, Check, Mode, Override, PolicyConfig, QuarantineMode, Reply, Rule, TempErrorAction,
     },
 };
 use ipnet::IpNet;
@@ -171,7 +170,11 @@ pub fn default_rule_reply(check: Check, result: AuthResult, action: Action) -> R
         (Check::Dmarc, _) => (550, "7.1", "Message rejected by DMARC local policy"),
     };
     if temporary {
-        Reply::new(451, &format!("4.{sub}"), &format!("{text}, try again later"))
+        Reply::new(
+            451,
+            &format!("4.{sub}"),
+            &format!("{text}, try again later"),
+        )
     } else {
         Reply::new(code, &format!("5.{sub}"), text)
     }
@@ -282,7 +285,8 @@ fn valid_domain(d: &str) -> bool {
         && d.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -310,7 +314,10 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         ),
     };
     let authserv_id = m.authserv_id.unwrap_or_else(host_name);
-    if authserv_id.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
+    if authserv_id
+        .bytes()
+        .any(|b| !b.is_ascii_graphic() || b == b';')
+    {
         return Err(ctx.err(
             "milter",
             "authserv_id",
@@ -354,7 +361,10 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
     for ns in d.nameservers.unwrap_or_default() {
         let addr: SocketAddr = ns
             .parse()
-            .or_else(|_| ns.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .or_else(|_| {
+                ns.parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
             .map_err(|_| {
                 ctx.err(
                     "dns",

@@ -63,7 +63,9 @@ pub struct Dns {
 
 impl fmt::Debug for Dns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dns").field("timeout", &self.timeout).finish()
+        f.debug_struct("Dns")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 

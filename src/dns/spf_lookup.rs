@@ -22,19 +22,23 @@ impl Lookup for Dns {
         map(self.a(name.as_str()).await)
     }
 
-    async fn lookup_aaaa<'lookup, 'a>(&'lookup self, name: &'a Name) -> LookupResult<Vec<Ipv6Addr>> {
+    async fn lookup_aaaa<'lookup, 'a>(
+        &'lookup self,
+        name: &'a Name,
+    ) -> LookupResult<Vec<Ipv6Addr>> {
         map(self.aaaa(name.as_str()).await)
     }
 
     async fn lookup_mx<'lookup, 'a>(&'lookup self, name: &'a Name) -> LookupResult<Vec<Name>> {
         let v = map(self.mx(name.as_str()).await)?;
-        Ok(v.into_iter().filter_map(|(_, n)| Name::new(&n).ok()).collect())
+        Ok(v.into_iter()
+            .filter_map(|(_, n)| Name::new(&n).ok())
+            .collect())
     }
 
     async fn lookup_txt<'lookup, 'a>(&'lookup self, name: &'a Name) -> LookupResult<Vec<String>> {
         let v = map(self.txt(name.as_str()).await)?;
-        Ok(v
-            .into_iter()
+        Ok(v.into_iter()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect())
     }

@@ -167,14 +167,20 @@ async fn handle_eom(ctx: &mut EomContext<Session>) -> Status {
     let qid = queue_id(&ctx.macros);
     let session = session!(ctx);
     let Some((_ev, plan)) = session.eom(qid.clone()).await else {
-        error!(queue_id = qid.as_deref().unwrap_or("-"), "end of message without a message; tempfail");
+        error!(
+            queue_id = qid.as_deref().unwrap_or("-"),
+            "end of message without a message; tempfail"
+        );
         return Status::Tempfail;
     };
     session.msg = None;
     match actions::apply(&plan, &ctx.actions, &mut ctx.reply).await {
         Ok(status) => status,
         Err(e) => {
-            error!(queue_id = qid.as_deref().unwrap_or("-"), "cannot send modifications: {e}; tempfail");
+            error!(
+                queue_id = qid.as_deref().unwrap_or("-"),
+                "cannot send modifications: {e}; tempfail"
+            );
             Status::Tempfail
         }
     }

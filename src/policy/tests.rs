@@ -1,10 +1,7 @@
 //! Table tests: evidence × trust × configuration → action.
 
 use super::*;
-use crate::{
-    checks::evidence::*,
-    config::Config,
-};
+use crate::{checks::evidence::*, config::Config};
 use AuthResult::{Fail, Pass, PermError, TempError};
 const NONE_R: AuthResult = AuthResult::None;
 
@@ -39,7 +36,9 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
 }
 
 fn cfg(extra: &str) -> PolicyConfig {
-    Config::parse(&format!("[policy]\n{extra}"), "t").unwrap().policy
+    Config::parse(&format!("[policy]\n{extra}"), "t")
+        .unwrap()
+        .policy
 }
 
 fn untrusted() -> ClientTrust {
@@ -72,7 +71,11 @@ fn reject_reply_names_the_domain() {
     assert_eq!(r.code, 550);
     assert_eq!(r.status, "5.7.1");
     assert!(r.text.contains("example.com"));
-    let v = decide(&ev(TempError, DmarcPolicy::None, Pass), &untrusted(), &cfg(""));
+    let v = decide(
+        &ev(TempError, DmarcPolicy::None, Pass),
+        &untrusted(),
+        &cfg(""),
+    );
     assert_eq!(v.reply_or_default().unwrap().code, 451);
 }
 
@@ -127,9 +130,15 @@ fn monitor_rules_and_mode_never_enforce() {
 fn trusted_and_authenticated_clients_are_not_enforced() {
     let c = cfg("");
     let e = ev(Fail, DmarcPolicy::Reject, Fail);
-    let t = ClientTrust { trusted_network: true, authenticated: None };
+    let t = ClientTrust {
+        trusted_network: true,
+        authenticated: None,
+    };
     assert_eq!(decide(&e, &t, &c).action, Action::Accept);
-    let a = ClientTrust { trusted_network: false, authenticated: Some("alice".into()) };
+    let a = ClientTrust {
+        trusted_network: false,
+        authenticated: Some("alice".into()),
+    };
     let v = decide(&e, &a, &c);
     assert_eq!(v.action, Action::Accept);
     assert!(v.reason.contains("alice"));
@@ -149,8 +158,14 @@ fn domain_overrides() {
     assert_eq!(v.override_reason, Some("local_policy"));
     // A stricter local policy never weakens a published one, and only applies on fail.
     let c = cfg("[[policy.overrides]]\ndomain = \"example.com\"\ndmarc_policy = \"none\"\n");
-    assert_eq!(decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &c).action, Action::Reject);
-    assert_eq!(decide(&ev(Pass, DmarcPolicy::Reject, Fail), &untrusted(), &c).action, Action::Accept);
+    assert_eq!(
+        decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &c).action,
+        Action::Reject
+    );
+    assert_eq!(
+        decide(&ev(Pass, DmarcPolicy::Reject, Fail), &untrusted(), &c).action,
+        Action::Accept
+    );
 }
 
 #[test]
@@ -162,7 +177,10 @@ fn spf_at_mail_from_only_when_enabled() {
     let on = cfg("spf_reject_at_mail = true\n[policy.rules.spf]\nfail = { action = \"reject\" }\n");
     let v = decide_at_mail(spf, None, &untrusted(), &on).unwrap();
     assert_eq!(v.action, Action::Reject);
-    let trusted = ClientTrust { trusted_network: true, authenticated: None };
+    let trusted = ClientTrust {
+        trusted_network: true,
+        authenticated: None,
+    };
     assert!(decide_at_mail(spf, None, &trusted, &on).is_none());
 }
 

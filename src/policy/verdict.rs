@@ -116,11 +116,17 @@ impl Verdict {
     /// The reply to send, with a default for the action when none is configured.
     pub fn reply_or_default(&self) -> Option<Reply> {
         match self.action {
-            Action::Reject => Some(self.reply.clone().unwrap_or_else(|| {
-                Reply::new(550, "5.7.1", "Message rejected by local policy")
-            })),
+            Action::Reject => {
+                Some(self.reply.clone().unwrap_or_else(|| {
+                    Reply::new(550, "5.7.1", "Message rejected by local policy")
+                }))
+            }
             Action::Tempfail => Some(self.reply.clone().unwrap_or_else(|| {
-                Reply::new(451, "4.7.1", "Temporary authentication failure, try again later")
+                Reply::new(
+                    451,
+                    "4.7.1",
+                    "Temporary authentication failure, try again later",
+                )
             })),
             _ => None,
         }

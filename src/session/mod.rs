@@ -100,7 +100,11 @@ impl Session {
             .trim_end_matches('>')
             .trim()
             .to_string();
-        let mut msg = Message::new(mail_from.clone(), queue_id, authenticated.filter(|a| !a.is_empty()));
+        let mut msg = Message::new(
+            mail_from.clone(),
+            queue_id,
+            authenticated.filter(|a| !a.is_empty()),
+        );
         if let Some(ip) = self.conn.ip {
             let checker = self.rt.checker.clone();
             let helo = self.conn.helo.clone().unwrap_or_default();
@@ -258,7 +262,11 @@ impl Session {
         let dkim = checker.dkim(&msg.raw, &keys, msg.truncated).await;
         let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
         let dmarc = if spf_mailfrom.is_none() && self.conn.ip.is_some() {
-            DmarcEvidence::without_policy(AuthResult::TempError, None, Some("SPF check failed".into()))
+            DmarcEvidence::without_policy(
+                AuthResult::TempError,
+                None,
+                Some("SPF check failed".into()),
+            )
         } else {
             checker
                 .dmarc(

@@ -17,7 +17,7 @@ use std::{
     path::Path,
     str::FromStr,
     sync::{
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicU8, Ordering},
         Arc, RwLock,
     },
 };
@@ -29,7 +29,7 @@ use tokio::{
 /// One entry at a name, in order.
 #[derive(Clone, Debug)]
 pub enum Entry {
-    Rec(Record),
+    Rec(Box<Record>),
     /// Queries reaching this entry before a record of their type time out.
     Timeout,
 }
@@ -115,7 +115,7 @@ impl Zones {
         self.names
             .entry(LowerName::from(&r.name))
             .or_default()
-            .push(Entry::Rec(r));
+            .push(Entry::Rec(Box::new(r)));
     }
 
     pub fn add_timeout(&mut self, name: &Name) {
@@ -150,7 +150,11 @@ impl Zones {
     }
 
     /// The answer: Ok((rcode, answers, authority)) or Err(()) for a timeout.
-    fn answer(&self, qname: &LowerName, qtype: RecordType) -> Result<(ResponseCode, Vec<Record>, Vec<Record>), ()> {
+    fn answer(
+        &self,
+        qname: &LowerName,
+        qtype: RecordType,
+    ) -> Result<(ResponseCode, Vec<Record>, Vec<Record>), ()> {
         let Some(zone) = self.zone_of(qname) else {
             return Ok((ResponseCode::ServFail, vec![], vec![]));
         };
@@ -181,8 +185,10 @@ impl Zones {
                 match e {
                     Entry::Timeout if found.is_empty() => return Err(()),
                     Entry::Timeout => {}
-                    Entry::Rec(r) if r.record_type() == qtype => found.push(r.clone()),
-                    Entry::Rec(r) if r.record_type() == RecordType::CNAME => cname = Some(r.clone()),
+                    Entry::Rec(r) if r.record_type() == qtype => found.push((**r).clone()),
+                    Entry::Rec(r) if r.record_type() == RecordType::CNAME => {
+                        cname = Some((**r).clone())
+                    }
                     Entry::Rec(_) => {}
                 }
             }
@@ -192,10 +198,17 @@ impl Zones {
             }
             match cname {
                 Some(c) if qtype != RecordType::CNAME => {
-                    let RData::CNAME(target) = &c.data else { unreachable!() };
+                    let RData::CNAME(target) = &c.data else {
+                        unreachable!()
+                    };
                     let next = LowerName::from(&target.0);
                     answers.push(c);
-                    if answers.iter().filter(|a| LowerName::from(&a.name) == next).count() > 0 {
+                    if answers
+                        .iter()
+                        .filter(|a| LowerName::from(&a.name) == next)
+                        .count()
+                        > 0
+                    {
                         return Ok((ResponseCode::NoError, answers, vec![]));
                     }
                     name = next;
@@ -333,7 +346,9 @@ impl TestDns {
         let t_udp = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
-                let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+                let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                    continue;
+                };
                 q1.fetch_add(1, Ordering::Relaxed);
                 let fault = fault_of(&f1);
                 let req = buf[..n].to_vec();
@@ -351,7 +366,9 @@ impl TestDns {
         let (z2, f2, q2) = (zones.clone(), fault.clone(), queries.clone());
         let t_tcp = tokio::spawn(async move {
             loop {
-                let Ok((mut s, _)) = tcp.accept().await else { continue };
+                let Ok((mut s, _)) = tcp.accept().await else {
+                    continue;
+                };
                 let (z, f, q) = (z2.clone(), f2.clone(), q2.clone());
                 tokio::spawn(async move {
                     loop {

@@ -5,7 +5,7 @@
 pub mod dns_server;
 
 use authmilter::{config::Config, stats::Stats, Runtime, Shared};
-use indymilter_test::{EomActions, EomAction, Status, TestConnection};
+use indymilter_test::{EomAction, EomActions, Status, TestConnection};
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
@@ -162,7 +162,10 @@ pub fn split_message(raw: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
     };
     let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
     for line in head.split_inclusive(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line);
+        let line = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line);
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
             if let Some(last) = fields.last_mut() {
                 last.1.extend_from_slice(b"\n");
@@ -193,7 +196,6 @@ pub async fn send(addr: SocketAddr, env: &Envelope, raw: &[u8]) -> Outcome {
 
 /// Sends one message on an open connection (several messages per connection).
 pub async fn send_on(conn: &mut TestConnection, env: &Envelope, raw: &[u8]) -> Outcome {
-    use indymilter_test::MacroStage;
     let st = conn
         .connect(env.client_name.as_str(), SocketAddr::new(env.client_ip, 25))
         .await
@@ -241,7 +243,10 @@ pub fn ar_results(ar: &str) -> Vec<(String, String, String)> {
         .filter_map(|part| {
             let part = part.trim();
             let (method, rest) = part.split_once('=')?;
-            let result: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let result: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
             Some((method.trim().to_string(), result, rest.to_string()))
         })
         .collect()
@@ -250,16 +255,16 @@ pub fn ar_results(ar: &str) -> Vec<(String, String, String)> {
 /// `../shared` next to the project, if present.
 pub fn shared_dir() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    let p = std::env::var_os("AUTHMILTER_SHARED").map(PathBuf::from).unwrap_or(p);
+    let p = std::env::var_os("AUTHMILTER_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or(p);
     p.is_dir().then_some(p)
 }
 
 /// Reports loudly that a suite was skipped because `../shared` is absent,
 /// and fails when `AUTHMILTER_REQUIRE_SHARED` is set (as CI sets it).
 pub fn skip_without_shared(suite: &str) {
-    let msg = format!(
-        "SKIPPED {suite}: ../shared is absent (set AUTHMILTER_SHARED to its path)"
-    );
+    let msg = format!("SKIPPED {suite}: ../shared is absent (set AUTHMILTER_SHARED to its path)");
     eprintln!("{msg}");
     if std::env::var_os("AUTHMILTER_REQUIRE_SHARED").is_some() {
         panic!("{msg}, and AUTHMILTER_REQUIRE_SHARED is set");
