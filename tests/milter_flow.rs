@@ -222,3 +222,39 @@ async fn spf_reject_at_mail_from_when_configured() {
     }
     milter.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_with_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dns = dns().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authmilter.sock");
+    let text = config_text(dns.addr, "").replace(
+        "[milter]\n",
+        &format!(
+            "[milter]\nsocket = \"unix:{}\"\nsocket_mode = \"0660\"\n",
+            path.display()
+        ),
+    );
+    let config = authmilter::config::Config::parse(&text, "test").unwrap();
+    let listener = authmilter::listener::bind(&config.milter).await.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let rt = authmilter::Runtime::new(config, Default::default()).unwrap();
+    let shared = std::sync::Arc::new(authmilter::Shared::new(rt));
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(authmilter::run(listener, shared, async move {
+        let _ = rx.await;
+    }));
+    let mut conn = TestConnection::configure()
+        .exact_leading_space(true)
+        .open_unix(&path)
+        .await
+        .unwrap();
+    let env = Envelope::new("198.51.100.7", "evil.example", "x@evil.example");
+    let out = send_on(&mut conn, &env, &message("security@bank.test", "")).await;
+    assert_eq!(out.verdict(), "reject");
+    conn.close().await.unwrap();
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
