@@ -9,7 +9,11 @@ use indymilter::Listener;
 use std::{
     io,
     os::unix::fs::PermissionsExt,
-    task::{Context, Poll},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll, Waker},
 };
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -25,6 +29,99 @@ impl Listener for NoDelay {
             s
         })
     }
+}
+
+/// A listener that can be closed (SIGTERM) while the sessions already
+/// accepted keep being served.
+pub struct Closable<L> {
+    inner: Option<L>,
+    state: Arc<CloseState>,
+}
+
+#[derive(Default)]
+struct CloseState {
+    closed: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// Closes a [`Closable`] listener from elsewhere.
+#[derive(Clone)]
+pub struct CloseHandle(Arc<CloseState>);
+
+impl CloseHandle {
+    /// Stops accepting connections; the socket is closed at the next poll.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        if let Some(w) = self
+            .0
+            .waker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            w.wake();
+        }
+    }
+}
+
+impl<L> Closable<L> {
+    pub fn new(inner: L) -> (Self, CloseHandle) {
+        let state = Arc::new(CloseState::default());
+        (
+            Self {
+                inner: Some(inner),
+                state: state.clone(),
+            },
+            CloseHandle(state),
+        )
+    }
+}
+
+impl<L: Listener> Listener for Closable<L> {
+    type Io = L::Io;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        *self.state.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        if self.state.closed.load(Ordering::SeqCst) {
+            self.inner = None;
+            return Poll::Pending;
+        }
+        match self.inner.as_mut() {
+            Some(l) => l.poll_accept(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Switches to an unprivileged user and group (after binding, as root).
+///
+/// # Errors
+///
+/// Fails when the user or group does not exist or the switch is refused.
+pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Group, User};
+    let Some(user) = user else {
+        return Ok(());
+    };
+    let err = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
+    let u = User::from_name(user)
+        .map_err(err)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user `{user}`")))?;
+    let gid = match group {
+        Some(g) => {
+            Group::from_name(g)
+                .map_err(err)?
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("no such group `{g}`"))
+                })?
+                .gid
+        }
+        None => u.gid,
+    };
+    setgroups(&[gid]).map_err(err)?;
+    setgid(gid).map_err(err)?;
+    setuid(u.uid).map_err(err)?;
+    Ok(())
 }
 
 /// Either kind of milter listener.

@@ -61,6 +61,15 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         }
     };
     let socket = config.milter.socket.clone();
+    let drain_timeout = config.milter.drain_timeout;
+    if let Err(e) = listener::drop_privileges(
+        config.milter.user.as_deref(),
+        config.milter.group.as_deref(),
+    ) {
+        error!("cannot switch to user {:?}: {e}", config.milter.user);
+        return ExitCode::FAILURE;
+    }
+    let (listener, close) = listener::Closable::new(listener);
     let runtime = match Runtime::new(config, stats.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -109,11 +118,36 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         }
     });
 
-    let shutdown = async {
+    // SIGTERM: stop accepting, let in-flight messages finish (bounded), then stop.
+    let drain_stats = stats.clone();
+    let shutdown = async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        }
+        close.close();
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        let in_flight = || {
+            drain_stats
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        if in_flight() > 0 {
+            info!(
+                "draining {} in-flight messages (up to {}s)",
+                in_flight(),
+                drain_timeout.as_secs()
+            );
+        }
+        while in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if in_flight() > 0 {
+            warn!(
+                "drain timeout: {} messages still in flight are dropped",
+                in_flight()
+            );
         }
     };
     let result = authmilter::run(listener, shared, shutdown).await;

@@ -14,6 +14,27 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Verdicts that monitor mode, a monitor rule or trust kept from being enforced.
     pub not_enforced: AtomicU64,
+    /// Internal errors (panics) isolated to one session and answered with tempfail.
+    pub internal_errors: AtomicU64,
+    /// Messages between MAIL FROM and their verdict or abort, right now.
+    pub in_flight: AtomicU64,
+}
+
+/// Counts a message as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<Stats>);
+
+impl InFlight {
+    pub fn new(stats: std::sync::Arc<Stats>) -> Self {
+        stats.in_flight.fetch_add(1, Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Stats {
@@ -35,7 +56,7 @@ impl Stats {
     /// One line for the log.
     pub fn summary(&self) -> String {
         format!(
-            "messages={} accepted={} tagged={} quarantined={} tempfailed={} rejected={} not_enforced={}",
+            "messages={} accepted={} tagged={} quarantined={} tempfailed={} rejected={} not_enforced={} internal_errors={}",
             self.messages.load(Relaxed),
             self.accepted.load(Relaxed),
             self.tagged.load(Relaxed),
@@ -43,6 +64,7 @@ impl Stats {
             self.tempfailed.load(Relaxed),
             self.rejected.load(Relaxed),
             self.not_enforced.load(Relaxed),
+            self.internal_errors.load(Relaxed),
         )
     }
 }

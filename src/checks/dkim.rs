@@ -253,6 +253,14 @@ fn evidence_from_tags(value: &[u8], result: AuthResult, reason: String) -> DkimE
     }
 }
 
+/// Evidence for signatures that were not verified (deadline passed).
+pub fn unverified(values: &[Vec<u8>], result: AuthResult, reason: &str) -> Vec<DkimEvidence> {
+    values
+        .iter()
+        .map(|v| evidence_from_tags(v, result, reason.to_string()))
+        .collect()
+}
+
 /// Verifies every DKIM signature of a complete message (CRLF line ends).
 /// `truncated` says the message exceeded the buffering limit.
 pub async fn verify(

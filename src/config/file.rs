@@ -32,6 +32,9 @@ pub struct RawMilter {
     pub authserv_aliases: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub connection_timeout: Option<u64>,
+    pub drain_timeout: Option<u64>,
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +54,7 @@ pub struct RawLimits {
     pub max_message_size: Option<usize>,
     pub max_signatures: Option<usize>,
     pub max_ptr_names: Option<usize>,
+    pub message_deadline: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -43,6 +43,11 @@ pub struct MilterConfig {
     pub authserv_aliases: Vec<String>,
     pub max_connections: usize,
     pub connection_timeout: Duration,
+    /// How long SIGTERM waits for in-flight messages before closing sessions.
+    pub drain_timeout: Duration,
+    /// Unprivileged user and group to switch to after binding (when started as root).
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// A milter socket specification as Postfix and Sendmail write it.
@@ -85,6 +90,9 @@ pub struct Limits {
     pub max_signatures: usize,
     /// Most PTR names forward-confirmed for iprev.
     pub max_ptr_names: usize,
+    /// Longest time from MAIL FROM to the verdict spent waiting on checks;
+    /// whatever is still unknown then is `temperror`.
+    pub message_deadline: Duration,
 }
 
 /// Logging settings.

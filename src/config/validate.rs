@@ -24,6 +24,11 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_SIGNATURES: usize = 10;
 /// RFC 7208 §4.6.4 uses the same limit of 10 for PTR names.
 pub const DEFAULT_MAX_PTR_NAMES: usize = 10;
+/// Long enough for a message's checks to finish (see message_deadline).
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
+/// Well under Postfix's milter_content_timeout (300 s) and Sendmail's E:5m,
+/// so the MTA always gets our answer, not its own timeout.
+pub const DEFAULT_MESSAGE_DEADLINE_SECS: f64 = 30.0;
 
 struct Ctx<'a> {
     text: &'a str,
@@ -353,6 +358,9 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         authserv_aliases,
         max_connections,
         connection_timeout: Duration::from_secs(timeout),
+        drain_timeout: Duration::from_secs(m.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS)),
+        user: m.user,
+        group: m.group,
     };
 
     // [dns]
@@ -393,10 +401,19 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
 
     // [limits]
     let l = raw.limits;
+    let deadline = l.message_deadline.unwrap_or(DEFAULT_MESSAGE_DEADLINE_SECS);
+    if !(0.1..=600.0).contains(&deadline) {
+        return Err(ctx.err(
+            "limits",
+            "message_deadline",
+            "must be between 0.1 and 600 seconds",
+        ));
+    }
     let limits = Limits {
         max_message_size: l.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
         max_signatures: l.max_signatures.unwrap_or(DEFAULT_MAX_SIGNATURES),
         max_ptr_names: l.max_ptr_names.unwrap_or(DEFAULT_MAX_PTR_NAMES),
+        message_deadline: Duration::from_secs_f64(deadline),
     };
     if limits.max_message_size < 1024 {
         return Err(ctx.err("limits", "max_message_size", "must be at least 1024 bytes"));

@@ -5,13 +5,19 @@
 use crate::{
     actions,
     session::{Outcome, Session},
+    stats::Stats,
     Shared,
 };
+use futures::FutureExt;
 use indymilter::{
     Actions, Callbacks, Context, EomContext, MacroStage, Macros, NegotiateContext, ProtoOpts,
     SetErrorReply, SocketInfo, Status,
 };
-use std::{ffi::CString, sync::Arc};
+use std::{
+    ffi::CString,
+    panic::AssertUnwindSafe,
+    sync::{atomic::Ordering, Arc},
+};
 use tracing::{debug, error, warn};
 
 /// Macros requested from the MTA, per stage.
@@ -58,52 +64,97 @@ macro_rules! session {
     };
 }
 
+/// Runs a callback body; a panic inside it is isolated to this session:
+/// logged, counted, and answered with tempfail (the MTA's failure action).
+async fn guarded(
+    stats: Arc<Stats>,
+    stage: &'static str,
+    fut: impl std::future::Future<Output = Status>,
+) -> Status {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(status) => status,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            stats.internal_errors.fetch_add(1, Ordering::Relaxed);
+            error!(stage, "internal error: {what}; tempfail for this message");
+            Status::Tempfail
+        }
+    }
+}
+
 /// All callbacks, sharing the reloadable runtime.
 pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
+    let stats = shared.current().stats.clone();
     let neg_shared = shared.clone();
+    let (s1, s2, s3, s4, s5, s6, s7, s8, s9, s10) = (
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats.clone(),
+        stats,
+    );
     Callbacks::new()
         .on_negotiate(move |ctx, actions, opts| {
             let shared = neg_shared.clone();
-            Box::pin(handle_negotiate(shared, ctx, actions, opts))
+            Box::pin(guarded(
+                s1.clone(),
+                "negotiate",
+                handle_negotiate(shared, ctx, actions, opts),
+            ))
         })
-        .on_connect(|ctx, hostname, info| Box::pin(handle_connect(ctx, hostname, info)))
-        .on_helo(|ctx, helo| {
-            Box::pin(async move {
+        .on_connect(move |ctx, hostname, info| {
+            Box::pin(guarded(
+                s2.clone(),
+                "connect",
+                handle_connect(ctx, hostname, info),
+            ))
+        })
+        .on_helo(move |ctx, helo| {
+            Box::pin(guarded(s3.clone(), "helo", async move {
                 session!(ctx).helo(&helo.to_string_lossy());
                 Status::Continue
-            })
+            }))
         })
-        .on_mail(|ctx, args| Box::pin(handle_mail(ctx, args)))
-        .on_rcpt(|ctx, _args| {
-            Box::pin(async move {
+        .on_mail(move |ctx, args| Box::pin(guarded(s4.clone(), "mail", handle_mail(ctx, args))))
+        .on_rcpt(move |ctx, _args| {
+            Box::pin(guarded(s5.clone(), "rcpt", async move {
                 session!(ctx).rcpt();
                 Status::Continue
-            })
+            }))
         })
-        .on_header(|ctx, name, value| {
-            Box::pin(async move {
+        .on_header(move |ctx, name, value| {
+            Box::pin(guarded(s6.clone(), "header", async move {
                 session!(ctx).header(&name.to_string_lossy(), value.as_bytes());
                 Status::Continue
-            })
+            }))
         })
-        .on_eoh(|ctx| {
-            Box::pin(async move {
+        .on_eoh(move |ctx| {
+            Box::pin(guarded(s7.clone(), "eoh", async move {
                 session!(ctx).eoh();
                 Status::Continue
-            })
+            }))
         })
-        .on_body(|ctx, chunk| {
-            Box::pin(async move {
+        .on_body(move |ctx, chunk| {
+            Box::pin(guarded(s8.clone(), "body", async move {
                 session!(ctx).body(&chunk);
                 Status::Continue
-            })
+            }))
         })
-        .on_eom(|ctx| Box::pin(handle_eom(ctx)))
-        .on_abort(|ctx| {
-            Box::pin(async move {
+        .on_eom(move |ctx| Box::pin(guarded(s9.clone(), "eom", handle_eom(ctx))))
+        .on_abort(move |ctx| {
+            Box::pin(guarded(s10.clone(), "abort", async move {
                 session!(ctx).abort();
                 Status::Continue
-            })
+            }))
         })
 }
 

@@ -9,6 +9,8 @@ pub type SpfPair = (SpfEvidence, Option<SpfEvidence>);
 
 /// One message in flight.
 pub struct Message {
+    /// Keeps the message counted as in flight (for draining at shutdown).
+    pub in_flight: Option<crate::stats::InFlight>,
     pub started: Instant,
     pub queue_id: Option<String>,
     /// The reverse-path without angle brackets; empty for the null sender.
@@ -33,6 +35,7 @@ pub struct Message {
 impl Message {
     pub fn new(mail_from: String, queue_id: Option<String>, authenticated: Option<String>) -> Self {
         Self {
+            in_flight: None,
             started: Instant::now(),
             queue_id,
             mail_from,

@@ -11,14 +11,16 @@ pub use pending::Pending;
 use crate::{
     actions::{self, sanitize, Plan, WOULD_HEADER},
     checks::{
+        dkim,
         dmarc::DmarcInput,
-        evidence::{AuthResult, DmarcEvidence, Evidence, IprevEvidence},
+        evidence::{AuthResult, DmarcEvidence, Evidence, IprevEvidence, SpfEvidence, SpfIdentity},
         from,
     },
     policy::{self, Action, ClientTrust, Reply, Verdict},
     Runtime,
 };
 use std::{net::IpAddr, sync::Arc};
+use tokio::time::timeout_at;
 use tracing::{info, warn};
 
 /// What an early stage answers.
@@ -105,6 +107,7 @@ impl Session {
             queue_id,
             authenticated.filter(|a| !a.is_empty()),
         );
+        msg.in_flight = Some(crate::stats::InFlight::new(self.rt.stats.clone()));
         if let Some(ip) = self.conn.ip {
             let checker = self.rt.checker.clone();
             let helo = self.conn.helo.clone().unwrap_or_default();
@@ -153,6 +156,11 @@ impl Session {
     /// One header field. Notes forged results, From and DKIM-Signature values,
     /// and appends the field to the DKIM buffer.
     pub fn header(&mut self, name: &str, value: &[u8]) {
+        // Test builds only: a way to prove that a panic stays in its session.
+        #[cfg(feature = "fault-injection")]
+        if name.eq_ignore_ascii_case("X-Authmilter-Test-Panic") {
+            panic!("fault injection: X-Authmilter-Test-Panic");
+        }
         let limit = self.rt.config.limits.max_message_size;
         let cfg = &self.rt.config;
         let Some(msg) = self.msg.as_mut() else {
@@ -232,52 +240,99 @@ impl Session {
         }
     }
 
-    /// Gathers all evidence for the current message.
+    /// Gathers all evidence for the current message. Nothing waits past
+    /// `limits.message_deadline` (counted from MAIL FROM): a check still
+    /// unanswered then is `temperror`.
     pub async fn evidence(&mut self) -> Option<Evidence> {
-        let iprev = match self.conn.iprev.as_mut() {
-            Some(p) => p.get().await,
-            None => None,
+        let limit = self.rt.config.limits.message_deadline;
+        let started = self.msg.as_ref()?.started;
+        let deadline = tokio::time::Instant::from_std(started + limit);
+        let late = format!(
+            "no answer within limits.message_deadline ({:.1}s)",
+            limit.as_secs_f64()
+        );
+        let iprev = match (self.conn.iprev.as_mut(), self.conn.ip) {
+            (Some(p), Some(ip)) => match timeout_at(deadline, p.get()).await {
+                Ok(v) => v,
+                Err(_) => Some(IprevEvidence {
+                    result: AuthResult::TempError,
+                    ip,
+                    name: None,
+                    reason: Some(late.clone()),
+                }),
+            },
+            _ => None,
         };
         let msg = self.msg.as_mut()?;
         let (spf_mailfrom, spf_helo) = match msg.spf.as_mut() {
-            Some(p) => match p.get().await {
-                Some((mf, h)) => (Some(mf), h),
-                None => (None, None),
+            Some(p) => match timeout_at(deadline, p.get()).await {
+                Ok(Some((mf, h))) => (Some(mf), h),
+                Ok(None) => (None, None),
+                Err(_) => (
+                    Some(SpfEvidence {
+                        result: AuthResult::TempError,
+                        identity: SpfIdentity::MailFrom,
+                        sender: msg.mail_from.clone(),
+                        domain: msg
+                            .mail_from
+                            .rsplit_once('@')
+                            .map(|(_, d)| d.to_string())
+                            .unwrap_or_default(),
+                        reason: Some(late.clone()),
+                    }),
+                    None,
+                ),
             },
             None => (None, None),
         };
-        if msg.keys.is_none() {
-            // No EOH seen (NO_EOH or an MTA that skipped it).
-            msg.append(b"\r\n", usize::MAX);
-            let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
-            let keys = self
-                .rt
-                .checker
-                .prefetch(msg.dkim_values.clone(), identity, msg.dmarc_lookups.clone())
-                .await;
-            msg.keys = Some(Pending::ready(keys));
-        }
-        let keys = msg.keys.as_mut()?.get().await.unwrap_or_default();
-        let checker = &self.rt.checker;
-        let dkim = checker.dkim(&msg.raw, &keys, msg.truncated).await;
         let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
+        if msg.keys.is_none() {
+            // No EOH seen (an MTA that skipped it): start the lookups now.
+            msg.append(b"\r\n", usize::MAX);
+            let checker = self.rt.checker.clone();
+            let (values, id, lookups) = (
+                msg.dkim_values.clone(),
+                identity.clone(),
+                msg.dmarc_lookups.clone(),
+            );
+            msg.keys = Some(Pending::spawn(async move {
+                checker.prefetch(values, id, lookups).await
+            }));
+        }
+        let checker = &self.rt.checker;
+        let keys = match msg.keys.as_mut() {
+            Some(p) => timeout_at(deadline, p.get()).await.ok().flatten(),
+            None => None,
+        };
+        let dkim = match keys {
+            Some(keys) => {
+                match timeout_at(deadline, checker.dkim(&msg.raw, &keys, msg.truncated)).await {
+                    Ok(d) => d,
+                    Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
+                }
+            }
+            None => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
+        };
         let dmarc = if spf_mailfrom.is_none() && self.conn.ip.is_some() {
             DmarcEvidence::without_policy(
                 AuthResult::TempError,
-                None,
+                identity.domains().first().cloned(),
                 Some("SPF check failed".into()),
             )
         } else {
-            checker
-                .dmarc(
-                    &msg.dmarc_lookups,
-                    &DmarcInput {
-                        from: &identity,
-                        spf: spf_mailfrom.as_ref(),
-                        dkim: &dkim,
-                    },
-                )
-                .await
+            let input = DmarcInput {
+                from: &identity,
+                spf: spf_mailfrom.as_ref(),
+                dkim: &dkim,
+            };
+            match timeout_at(deadline, checker.dmarc(&msg.dmarc_lookups, &input)).await {
+                Ok(d) => d,
+                Err(_) => DmarcEvidence::without_policy(
+                    AuthResult::TempError,
+                    identity.domains().first().cloned(),
+                    Some(late.clone()),
+                ),
+            }
         };
         Some(Evidence {
             iprev,

@@ -28,9 +28,13 @@ impl<T: Clone + Send + 'static> Pending<T> {
     }
 
     /// The result; `None` only if the task panicked or was cancelled.
+    /// Cancel-safe: if the caller stops waiting (a deadline), the task goes on
+    /// and a later call still gets its result.
     pub async fn get(&mut self) -> Option<T> {
-        if let Some(h) = self.handle.take() {
-            match h.await {
+        if let Some(h) = self.handle.as_mut() {
+            let r = h.await;
+            self.handle = None;
+            match r {
                 Ok(v) => self.value = Some(v),
                 Err(e) => tracing::error!("check task failed: {e}"),
             }

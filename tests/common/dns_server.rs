@@ -32,6 +32,8 @@ pub enum Entry {
     Rec(Box<Record>),
     /// Queries reaching this entry before a record of their type time out.
     Timeout,
+    /// Every query for this name gets this error code (SERVFAIL, REFUSED…).
+    Error(ResponseCode),
 }
 
 /// The data served.
@@ -125,6 +127,22 @@ impl Zones {
             .push(Entry::Timeout);
     }
 
+    /// Makes every query for `name` time out, whatever records it has.
+    pub fn timeout_all(&mut self, name: &Name) {
+        self.names
+            .entry(LowerName::from(name))
+            .or_default()
+            .insert(0, Entry::Timeout);
+    }
+
+    /// Makes every query for `name` fail with `code`.
+    pub fn add_error(&mut self, name: &Name, code: ResponseCode) {
+        self.names
+            .entry(LowerName::from(name))
+            .or_default()
+            .insert(0, Entry::Error(code));
+    }
+
     /// Ensures a name exists (possibly with no records).
     pub fn touch(&mut self, name: &Name) {
         self.names.entry(LowerName::from(name)).or_default();
@@ -183,6 +201,7 @@ impl Zones {
             let mut cname = None;
             for e in &entries {
                 match e {
+                    Entry::Error(code) => return Ok((*code, vec![], vec![])),
                     Entry::Timeout if found.is_empty() => return Err(()),
                     Entry::Timeout => {}
                     Entry::Rec(r) if r.record_type() == qtype => found.push((**r).clone()),

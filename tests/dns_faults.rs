@@ -1,0 +1,223 @@
+//! DNS faults: every failure mode gives the right temperror/permerror result
+//! and the configured action within the message deadline; nothing is a
+//! silent pass. Served by the tests' own fault-injecting DNS server.
+
+mod common;
+
+use common::{
+    dns_server::{fqdn, TestDns, Zones},
+    *,
+};
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{rdata::TXT, RData, Record},
+};
+use std::time::{Duration, Instant};
+
+const BASE: &str = r#"
+$ORIGIN bank.test.
+$TTL 0
+@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
+@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc  IN TXT "v=DMARC1; p=reject"
+mail    IN A 192.0.2.10
+"#;
+const TLD: &str = r#"
+$ORIGIN test.
+$TTL 0
+@       IN SOA ns.test. hostmaster.test. 1 3600 600 86400 0
+"#;
+const REV: &str = r#"
+$ORIGIN 2.0.192.in-addr.arpa.
+$TTL 0
+@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
+10      IN PTR mail.bank.test.
+"#;
+
+fn zones(extra: &[&str]) -> Zones {
+    let mut z = Zones::with_origins();
+    z.add_zone_text(BASE, None);
+    z.add_zone_text(REV, None);
+    z.add_zone_text(TLD, None);
+    for e in extra {
+        z.add_zone_text(e, None);
+    }
+    z
+}
+
+fn msg(from: &str) -> Vec<u8> {
+    format!("From: <{from}>\r\nTo: bob@recipient.test\r\nSubject: t\r\n\r\nHello\r\n").into_bytes()
+}
+
+fn good_env() -> Envelope {
+    Envelope::new("192.0.2.10", "mail.bank.test", "alerts@bank.test")
+}
+
+fn result_of(out: &Outcome, method: &str) -> String {
+    let ar = out.auth_results().unwrap_or_default();
+    ar_results(&ar)
+        .into_iter()
+        .find(|(m, _, _)| m == method)
+        .map(|(_, r, _)| r)
+        .unwrap_or_else(|| format!("absent in {ar:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servfail_and_refused_on_the_policy_are_temperror() {
+    for code in [ResponseCode::ServFail, ResponseCode::Refused] {
+        let mut z = zones(&[]);
+        z.add_error(&fqdn("_dmarc.bank.test"), code);
+        let dns = TestDns::start(z).await;
+        let milter = TestMilter::with_policy(dns.addr, "").await;
+        let out = send(milter.addr, &good_env(), &msg("alerts@bank.test")).await;
+        assert_eq!(out.verdict(), "tempfail", "{code:?}");
+        assert!(
+            out.reply().unwrap().starts_with("451 4.7.1"),
+            "{:?}",
+            out.reply()
+        );
+        // Configured to accept instead: labelled temperror, never pass.
+        let milter2 = TestMilter::with_policy(dns.addr, "dmarc_temperror = \"accept\"").await;
+        let out = send(milter2.addr, &good_env(), &msg("alerts@bank.test")).await;
+        assert_eq!(out.verdict(), "accept");
+        assert_eq!(result_of(&out, "dmarc"), "temperror");
+        milter.stop().await;
+        milter2.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spf_include_timeout_is_temperror() {
+    let extra = r#"
+$ORIGIN slow.test.
+$TTL 0
+@       IN SOA ns.slow.test. hostmaster.slow.test. 1 3600 600 86400 0
+@       IN TXT "v=spf1 include:spf.slow.test -all"
+_dmarc  IN TXT "v=DMARC1; p=none"
+"#;
+    let mut z = zones(&[extra]);
+    z.add_timeout(&fqdn("spf.slow.test"));
+    let dns = TestDns::start(z).await;
+    let milter = TestMilter::with_policy(dns.addr, "dmarc_temperror = \"accept\"").await;
+    let env = Envelope::new("192.0.2.10", "mail.bank.test", "x@slow.test");
+    let out = send(milter.addr, &env, &msg("x@slow.test")).await;
+    assert_eq!(
+        result_of(&out, "spf"),
+        "temperror",
+        "{:?} {:?}",
+        out.status,
+        out.actions
+    );
+    // SPF aligned with the From domain had a temporary error: DMARC cannot fail.
+    assert_eq!(result_of(&out, "dmarc"), "temperror");
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_udp_answers_fall_back_to_tcp() {
+    // An SPF record far larger than a UDP answer: the server sets TC, the
+    // resolver retries over TCP, and SPF still passes.
+    let mut z = zones(&[]);
+    let mut parts = vec!["v=spf1".to_string()];
+    for i in 0..150 {
+        parts.push(format!("ip4:198.18.{}.{}", i / 250, i % 250));
+    }
+    parts.push("ip4:192.0.2.10 -all".into());
+    let record = parts.join(" ");
+    assert!(record.len() > 2000);
+    let chunks: Vec<String> = record
+        .as_bytes()
+        .chunks(250)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let extra = r#"
+$ORIGIN big.test.
+$TTL 0
+@       IN SOA ns.big.test. hostmaster.big.test. 1 3600 600 86400 0
+_dmarc  IN TXT "v=DMARC1; p=reject"
+"#;
+    z.add_zone_text(extra, None);
+    z.add(Record::from_rdata(
+        fqdn("big.test"),
+        0,
+        RData::TXT(TXT::new(chunks)),
+    ));
+    let dns = TestDns::start(z).await;
+    let milter = TestMilter::with_policy(dns.addr, "").await;
+    let env = Envelope::new("192.0.2.10", "mail.bank.test", "x@big.test");
+    let out = send(milter.addr, &env, &msg("x@big.test")).await;
+    assert_eq!(result_of(&out, "spf"), "pass", "{:?}", out.auth_results());
+    assert_eq!(out.verdict(), "accept");
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_txt_and_cname_loops_are_handled() {
+    let mut z = zones(&[]);
+    // 60 KiB of TXT at the DMARC name: answered over TCP, not a DMARC record.
+    let junk: Vec<String> = (0..240).map(|i| format!("{i:0>250}")).collect();
+    let extra = r#"
+$ORIGIN huge.test.
+$TTL 0
+@       IN SOA ns.huge.test. hostmaster.huge.test. 1 3600 600 86400 0
+@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
+"#;
+    let extra2 = r#"
+$ORIGIN loop.test.
+$TTL 0
+@       IN SOA ns.loop.test. hostmaster.loop.test. 1 3600 600 86400 0
+@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc  IN CNAME a.loop.test.
+a       IN CNAME b.loop.test.
+b       IN CNAME a.loop.test.
+"#;
+    z.add_zone_text(extra, None);
+    z.add_zone_text(extra2, None);
+    z.add(Record::from_rdata(
+        fqdn("_dmarc.huge.test"),
+        0,
+        RData::TXT(TXT::new(junk)),
+    ));
+    let dns = TestDns::start(z).await;
+    let milter = TestMilter::with_policy(dns.addr, "dmarc_temperror = \"accept\"").await;
+    let env = Envelope::new("192.0.2.10", "mail.bank.test", "x@huge.test");
+    let out = send(milter.addr, &env, &msg("x@huge.test")).await;
+    assert_eq!(result_of(&out, "dmarc"), "none", "{:?}", out.auth_results());
+    let env = Envelope::new("192.0.2.10", "mail.bank.test", "x@loop.test");
+    let out = send(milter.addr, &env, &msg("x@loop.test")).await;
+    let d = result_of(&out, "dmarc");
+    assert!(d == "temperror" || d == "none", "{d}");
+    assert_eq!(out.verdict(), "accept");
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolver_down_is_temperror_not_pass() {
+    // Nothing listens on this port.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let milter = TestMilter::with_policy(addr, "").await;
+    let out = send(milter.addr, &good_env(), &msg("alerts@bank.test")).await;
+    assert_eq!(out.verdict(), "tempfail");
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_deadline_bounds_the_wait() {
+    let mut z = zones(&[]);
+    z.timeout_all(&fqdn("_dmarc.bank.test"));
+    let dns = TestDns::start(z).await;
+    // Slow DNS (each query may take 3 s), but the message may only wait 1 s.
+    let text = config_text(dns.addr, "")
+        .replace("timeout = 1.0", "timeout = 3.0")
+        .replace("[policy]", "[limits]\nmessage_deadline = 1.0\n\n[policy]");
+    let config = authmilter::config::Config::parse(&text, "test").unwrap();
+    let milter = TestMilter::start(config).await;
+    let t = Instant::now();
+    let out = send(milter.addr, &good_env(), &msg("alerts@bank.test")).await;
+    let took = t.elapsed();
+    assert_eq!(out.verdict(), "tempfail");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    milter.stop().await;
+}
