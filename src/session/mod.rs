@@ -305,6 +305,12 @@ impl Session {
             None => None,
         };
         let dkim = match keys {
+            // The buffer was dropped at the size limit: report, do not verify.
+            _ if msg.truncated => dkim::unverified(
+                &msg.dkim_values,
+                AuthResult::Policy,
+                "message larger than limits.max_message_size, not verified",
+            ),
             Some(keys) => {
                 match timeout_at(deadline, checker.dkim(&msg.raw, &keys, msg.truncated)).await {
                     Ok(d) => d,

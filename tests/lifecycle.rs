@@ -1,0 +1,212 @@
+//! The daemon's lifecycle, on the real binary: SIGHUP reloads (an invalid file
+//! is refused and the old configuration stays), SIGTERM stops accepting and
+//! drains the messages in flight.
+
+mod common;
+
+use common::{
+    dns_server::{TestDns, Zones},
+    *,
+};
+use indymilter_test::TestConnection;
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const ZONE: &str = "$ORIGIN bank.test.\n$TTL 60\n@ IN SOA ns.bank.test. h.bank.test. 1 3600 600 86400 0\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\n";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(path: &Path, port: u16, dns: SocketAddr, id: &str) {
+    let text = config_text(dns, "")
+        .replace(
+            "[milter]\n",
+            &format!("[milter]\nsocket = \"inet:127.0.0.1:{port}\"\ndrain_timeout = 10\n"),
+        )
+        .replace(
+            &format!("authserv_id = \"{AUTHSERV_ID}\""),
+            &format!("authserv_id = \"{id}\""),
+        );
+    std::fs::write(path, text).unwrap();
+}
+
+/// The daemon, killed if the test fails before it stops it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path, log: &Path) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_authmilter"))
+            .args(["-c", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn log_has(log: &Path, text: &str) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+}
+
+fn spoof() -> Envelope {
+    Envelope::new("198.51.100.7", "evil.example", "x@evil.example")
+}
+
+const SPOOF: &[u8] = b"From: security@bank.test\r\n\r\nhi\r\n";
+
+fn good() -> Envelope {
+    Envelope::new("192.0.2.10", "mail.bank.test", "alerts@bank.test")
+}
+
+const GOOD: &[u8] = b"From: alerts@bank.test\r\n\r\nhi\r\n";
+
+async fn open(addr: SocketAddr) -> TestConnection {
+    TestConnection::configure()
+        .exact_leading_space(true)
+        .open_tcp(addr)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_refuses_invalid_files() {
+    let mut z = Zones::with_origins();
+    z.add_zone_text(ZONE, None);
+    let dns = TestDns::start(z).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, log) = (dir.path().join("a.toml"), dir.path().join("a.log"));
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    write_config(&conf, port, dns.addr, "one.test");
+    let mut child = spawn(&conf, &log);
+    wait_for("listening", || log_has(&log, "authmilter listening")).await;
+    let pid = Pid::from_raw(child.0.id() as i32);
+
+    // A connection opened before the reload keeps its configuration.
+    let mut before = open(addr).await;
+
+    write_config(&conf, port, dns.addr, "two.test");
+    kill(pid, Signal::SIGHUP).unwrap();
+    wait_for("reload", || log_has(&log, "configuration reloaded")).await;
+
+    let out = send(addr, &spoof(), SPOOF).await;
+    assert_eq!(out.verdict(), "reject");
+    let out = send_on(&mut before, &good(), GOOD).await;
+    assert!(
+        out.auth_results().unwrap().starts_with(" one.test;"),
+        "{:?}",
+        out.auth_results()
+    );
+    before.close().await.unwrap();
+    let mut after = open(addr).await;
+    let out = send_on(&mut after, &good(), GOOD).await;
+    assert!(
+        out.auth_results().unwrap().starts_with(" two.test;"),
+        "{:?}",
+        out.auth_results()
+    );
+    after.close().await.unwrap();
+
+    // An invalid file is refused, with file, line and key; the old one stays.
+    std::fs::write(&conf, "[policy]\nmode = \"sometimes\"\n").unwrap();
+    kill(pid, Signal::SIGHUP).unwrap();
+    wait_for("refusal", || log_has(&log, "reload refused")).await;
+    assert!(log_has(
+        &log,
+        &format!("{}:2: key `policy.mode`", conf.display())
+    ));
+    let mut again = open(addr).await;
+    let out = send_on(&mut again, &good(), GOOD).await;
+    assert!(out.auth_results().unwrap().starts_with(" two.test;"));
+    again.close().await.unwrap();
+
+    kill(pid, Signal::SIGTERM).unwrap();
+    assert!(child.0.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_messages() {
+    let mut z = Zones::with_origins();
+    z.add_zone_text(ZONE, None);
+    let dns = TestDns::start(z).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, log) = (dir.path().join("b.toml"), dir.path().join("b.log"));
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    write_config(&conf, port, dns.addr, "mx.recipient.test");
+    let mut child = spawn(&conf, &log);
+    wait_for("listening", || log_has(&log, "authmilter listening")).await;
+
+    // A message in flight: MAIL, RCPT and a header sent, no end of message yet.
+    let mut conn = open(addr).await;
+    conn.connect("client", SocketAddr::from(([198, 51, 100, 7], 25)))
+        .await
+        .unwrap();
+    conn.helo("evil.example").await.unwrap();
+    conn.mail(["<x@evil.example>"]).await.unwrap();
+    conn.rcpt(["<bob@recipient.test>"]).await.unwrap();
+    conn.header("From", " security@bank.test").await.unwrap();
+
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
+    wait_for("drain", || log_has(&log, "draining 1 in-flight messages")).await;
+    // No new connections are accepted.
+    let t = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The message in flight still gets its verdict.
+    conn.eoh().await.unwrap();
+    conn.body(b"hi\r\n".to_vec()).await.unwrap();
+    let (_, status) = conn.eom().await.unwrap();
+    assert!(
+        matches!(status, indymilter_test::Status::Reject { .. }),
+        "{status:?}"
+    );
+    let _ = conn.close().await;
+    let t = Instant::now();
+    let status = child.0.wait().unwrap();
+    assert!(status.success());
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
