@@ -181,6 +181,9 @@ async fn sigterm_drains_in_flight_messages() {
     conn.mail(["<x@evil.example>"]).await.unwrap();
     conn.rcpt(["<bob@recipient.test>"]).await.unwrap();
     conn.header("From", " security@bank.test").await.unwrap();
+    // These stages are negotiated without replies: give the daemon a moment
+    // to read them before the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
     wait_for("drain", || log_has(&log, "draining 1 in-flight messages")).await;

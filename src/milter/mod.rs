@@ -1,6 +1,10 @@
 //! The milter callbacks: thin. Each extracts its arguments, calls one session
 //! method and maps the outcome to a milter status. A missing session or an
 //! internal error is answered with tempfail, never a panic.
+//!
+//! Round trips: every stage at which authmilter never rejects is negotiated
+//! without replies (milter v6 `SMFIP_NR_*`) when the MTA offers it, so a
+//! message costs one round trip at end of message instead of one per command.
 
 use crate::{
     actions,
@@ -14,6 +18,7 @@ use indymilter::{
     SetErrorReply, SocketInfo, Status,
 };
 use std::{
+    any::Any,
     ffi::CString,
     panic::AssertUnwindSafe,
     sync::{atomic::Ordering, Arc},
@@ -64,14 +69,21 @@ macro_rules! session {
     };
 }
 
-/// Runs a callback body; a panic inside it is isolated to this session:
-/// logged, counted, and answered with tempfail (the MTA's failure action).
-async fn guarded(
-    stats: Arc<Stats>,
+/// After a stage: a panic is isolated to this message (logged, counted, the
+/// message poisoned so its verdict is tempfail); `Continue` becomes `Noreply`
+/// where the stage was negotiated without replies.
+fn finish(
+    stats: &Stats,
+    session: Option<&mut Session>,
     stage: &'static str,
-    fut: impl std::future::Future<Output = Status>,
+    nr: ProtoOpts,
+    result: Result<Status, Box<dyn Any + Send>>,
 ) -> Status {
-    match AssertUnwindSafe(fut).catch_unwind().await {
+    let noreply = session
+        .as_ref()
+        .is_some_and(|s| ProtoOpts::from_bits_truncate(s.noreply).contains(nr) && !nr.is_empty());
+    match result {
+        Ok(Status::Continue) if noreply => Status::Noreply,
         Ok(status) => status,
         Err(panic) => {
             let what = panic
@@ -81,84 +93,118 @@ async fn guarded(
                 .unwrap_or_default();
             stats.internal_errors.fetch_add(1, Ordering::Relaxed);
             error!(stage, "internal error: {what}; tempfail for this message");
-            Status::Tempfail
+            if let Some(s) = session {
+                s.poisoned = true;
+            }
+            if noreply {
+                Status::Noreply
+            } else {
+                Status::Tempfail
+            }
         }
     }
+}
+
+/// Runs a stage body with panic isolation, then `finish`.
+macro_rules! stage {
+    ($stats:expr, $ctx:ident, $name:literal, $nr:expr, $body:expr) => {{
+        let result = AssertUnwindSafe(async { $body }).catch_unwind().await;
+        finish(&$stats, $ctx.data.as_mut(), $name, $nr, result)
+    }};
 }
 
 /// All callbacks, sharing the reloadable runtime.
 pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
     let stats = shared.current().stats.clone();
-    let neg_shared = shared.clone();
-    let (s1, s2, s3, s4, s5, s6, s7, s8, s9, s10) = (
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats.clone(),
-        stats,
-    );
+    let st = move || stats.clone();
+    let (s2, s3, s4, s5, s6, s7, s8, s9, s10) =
+        (st(), st(), st(), st(), st(), st(), st(), st(), st());
     Callbacks::new()
         .on_negotiate(move |ctx, actions, opts| {
-            let shared = neg_shared.clone();
-            Box::pin(guarded(
-                s1.clone(),
-                "negotiate",
-                handle_negotiate(shared, ctx, actions, opts),
-            ))
+            let shared = shared.clone();
+            Box::pin(async move { handle_negotiate(shared, ctx, actions, opts) })
         })
         .on_connect(move |ctx, hostname, info| {
-            Box::pin(guarded(
-                s2.clone(),
-                "connect",
-                handle_connect(ctx, hostname, info),
-            ))
+            let stats = s2.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "connect", ProtoOpts::NOREPLY_CONNECT, {
+                    handle_connect(ctx, hostname, info)
+                })
+            })
         })
         .on_helo(move |ctx, helo| {
-            Box::pin(guarded(s3.clone(), "helo", async move {
-                session!(ctx).helo(&helo.to_string_lossy());
-                Status::Continue
-            }))
+            let stats = s3.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "helo", ProtoOpts::NOREPLY_HELO, {
+                    session!(ctx).helo(&helo.to_string_lossy());
+                    Status::Continue
+                })
+            })
         })
-        .on_mail(move |ctx, args| Box::pin(guarded(s4.clone(), "mail", handle_mail(ctx, args))))
+        .on_mail(move |ctx, args| {
+            let stats = s4.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "mail", ProtoOpts::NOREPLY_MAIL, {
+                    handle_mail(ctx, args).await
+                })
+            })
+        })
         .on_rcpt(move |ctx, _args| {
-            Box::pin(guarded(s5.clone(), "rcpt", async move {
-                session!(ctx).rcpt();
-                Status::Continue
-            }))
+            let stats = s5.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "rcpt", ProtoOpts::NOREPLY_RCPT, {
+                    session!(ctx).rcpt();
+                    Status::Continue
+                })
+            })
         })
         .on_header(move |ctx, name, value| {
-            Box::pin(guarded(s6.clone(), "header", async move {
-                session!(ctx).header(&name.to_string_lossy(), value.as_bytes());
-                Status::Continue
-            }))
+            let stats = s6.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "header", ProtoOpts::NOREPLY_HEADER, {
+                    session!(ctx).header(&name.to_string_lossy(), value.as_bytes());
+                    Status::Continue
+                })
+            })
         })
         .on_eoh(move |ctx| {
-            Box::pin(guarded(s7.clone(), "eoh", async move {
-                session!(ctx).eoh();
-                Status::Continue
-            }))
+            let stats = s7.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "eoh", ProtoOpts::NOREPLY_EOH, {
+                    session!(ctx).eoh();
+                    Status::Continue
+                })
+            })
         })
         .on_body(move |ctx, chunk| {
-            Box::pin(guarded(s8.clone(), "body", async move {
-                session!(ctx).body(&chunk);
-                Status::Continue
-            }))
+            let stats = s8.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "body", ProtoOpts::NOREPLY_BODY, {
+                    session!(ctx).body(&chunk);
+                    Status::Continue
+                })
+            })
         })
-        .on_eom(move |ctx| Box::pin(guarded(s9.clone(), "eom", handle_eom(ctx))))
+        .on_eom(move |ctx| {
+            let stats = s9.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "eom", ProtoOpts::empty(), {
+                    handle_eom(ctx).await
+                })
+            })
+        })
         .on_abort(move |ctx| {
-            Box::pin(guarded(s10.clone(), "abort", async move {
-                session!(ctx).abort();
-                Status::Continue
-            }))
+            let stats = s10.clone();
+            Box::pin(async move {
+                stage!(stats, ctx, "abort", ProtoOpts::empty(), {
+                    session!(ctx).abort();
+                    Status::Continue
+                })
+            })
         })
 }
 
-async fn handle_negotiate(
+fn handle_negotiate(
     shared: Arc<Shared>,
     ctx: &mut NegotiateContext<Session>,
     actions: Actions,
@@ -170,12 +216,22 @@ async fn handle_negotiate(
         return Status::Reject;
     }
     ctx.requested_actions = needed & actions;
-    let mut wanted = ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA;
-    let leading_space = opts.contains(ProtoOpts::LEADING_SPACE);
-    if leading_space {
-        wanted |= ProtoOpts::LEADING_SPACE;
+    let rt = shared.current();
+    let mut wanted = ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA | ProtoOpts::LEADING_SPACE;
+    // No replies at stages where authmilter never rejects. MAIL FROM answers
+    // only when SPF may reject there.
+    let mut noreply = ProtoOpts::NOREPLY_CONNECT
+        | ProtoOpts::NOREPLY_HELO
+        | ProtoOpts::NOREPLY_RCPT
+        | ProtoOpts::NOREPLY_HEADER
+        | ProtoOpts::NOREPLY_EOH
+        | ProtoOpts::NOREPLY_BODY;
+    if !rt.config.policy.spf_reject_at_mail {
+        noreply |= ProtoOpts::NOREPLY_MAIL;
     }
-    ctx.requested_opts = wanted & opts;
+    wanted |= noreply;
+    let granted = wanted & opts;
+    ctx.requested_opts = granted;
     if actions.contains(Actions::REQUEST_MACROS) {
         for (stage, list) in [
             (MacroStage::Connect, CONNECT_MACROS),
@@ -187,12 +243,13 @@ async fn handle_negotiate(
             }
         }
     }
-    let rt = shared.current();
-    ctx.data = Some(Session::new(rt, leading_space));
+    let mut session = Session::new(rt, granted.contains(ProtoOpts::LEADING_SPACE));
+    session.noreply = (granted & noreply).bits();
+    ctx.data = Some(session);
     Status::Continue
 }
 
-async fn handle_connect(ctx: &mut Context<Session>, hostname: CString, info: SocketInfo) -> Status {
+fn handle_connect(ctx: &mut Context<Session>, hostname: CString, info: SocketInfo) -> Status {
     let ip = match info {
         SocketInfo::Inet(addr) => Some(addr.ip()),
         _ => None,
@@ -217,6 +274,14 @@ async fn handle_mail(ctx: &mut Context<Session>, args: Vec<CString>) -> Status {
 async fn handle_eom(ctx: &mut EomContext<Session>) -> Status {
     let qid = queue_id(&ctx.macros);
     let session = session!(ctx);
+    if session.poisoned {
+        error!(
+            queue_id = qid.as_deref().unwrap_or("-"),
+            "an internal error hit this message earlier; tempfail"
+        );
+        session.msg = None;
+        return Status::Tempfail;
+    }
     let Some((_ev, plan)) = session.eom(qid.clone()).await else {
         error!(
             queue_id = qid.as_deref().unwrap_or("-"),

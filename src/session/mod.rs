@@ -44,6 +44,11 @@ pub struct Connection {
 
 /// One milter connection.
 pub struct Session {
+    /// Milter-layer bookkeeping: stages negotiated without replies (bits
+    /// interpreted by `milter`).
+    pub noreply: u32,
+    /// An internal error hit the current message: its verdict is tempfail.
+    pub poisoned: bool,
     pub rt: Arc<Runtime>,
     pub conn: Connection,
     pub msg: Option<Message>,
@@ -57,6 +62,8 @@ impl Session {
     /// A session using the runtime snapshot taken at negotiation.
     pub fn new(rt: Arc<Runtime>, leading_space: bool) -> Self {
         Self {
+            noreply: 0,
+            poisoned: false,
             rt,
             conn: Connection {
                 ip: None,
@@ -108,6 +115,7 @@ impl Session {
             authenticated.filter(|a| !a.is_empty()),
         );
         msg.in_flight = Some(crate::stats::InFlight::new(self.rt.stats.clone()));
+        self.poisoned = false;
         if let Some(ip) = self.conn.ip {
             let checker = self.rt.checker.clone();
             let helo = self.conn.helo.clone().unwrap_or_default();
@@ -231,6 +239,7 @@ impl Session {
     /// ABORT: forget the message, keep the connection.
     pub fn abort(&mut self) {
         self.msg = None;
+        self.poisoned = false;
     }
 
     fn trust(&self, msg: &Message) -> ClientTrust {

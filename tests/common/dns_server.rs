@@ -354,9 +354,18 @@ fn respond(zones: &Zones, fault: Fault, req: &[u8], max_len: usize) -> Option<Ve
 impl TestDns {
     /// Starts serving `zones` on 127.0.0.1 at a free port.
     pub async fn start(zones: Zones) -> Self {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
+        // One port for UDP and TCP: the TCP side of a free UDP port may be
+        // taken (by another test's connection), so try a few.
+        let (udp, tcp, addr) = 'bind: {
+            for _ in 0..100 {
+                let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let addr = udp.local_addr().unwrap();
+                if let Ok(tcp) = TcpListener::bind(addr).await {
+                    break 'bind (udp, tcp, addr);
+                }
+            }
+            panic!("no port free for both UDP and TCP");
+        };
         let zones = Arc::new(RwLock::new(zones));
         let fault = Arc::new(AtomicU8::new(0));
         let queries = Arc::new(AtomicU64::new(0));
