@@ -14,31 +14,11 @@ use hickory_proto::{
 };
 use std::time::{Duration, Instant};
 
-const BASE: &str = r#"
-$ORIGIN bank.test.
-$TTL 0
-@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
-@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
-_dmarc  IN TXT "v=DMARC1; p=reject"
-mail    IN A 192.0.2.10
-"#;
-const TLD: &str = r#"
-$ORIGIN test.
-$TTL 0
-@       IN SOA ns.test. hostmaster.test. 1 3600 600 86400 0
-"#;
-const REV: &str = r#"
-$ORIGIN 2.0.192.in-addr.arpa.
-$TTL 0
-@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
-10      IN PTR mail.bank.test.
-"#;
-
 fn zones(extra: &[&str]) -> Zones {
     let mut z = Zones::with_origins();
-    z.add_zone_text(BASE, None);
-    z.add_zone_text(REV, None);
-    z.add_zone_text(TLD, None);
+    z.add_zone_text(BANK_ZONE, None);
+    z.add_zone_text(REV_ZONE, None);
+    z.add_zone_text(TLD_ZONE, None);
     for e in extra {
         z.add_zone_text(e, None);
     }

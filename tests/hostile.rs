@@ -10,25 +10,9 @@ use common::{
 use std::time::{Duration, Instant};
 
 const ZONES: &[&str] = &[
-    r#"
-$ORIGIN test.
-$TTL 0
-@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 0
-"#,
-    r#"
-$ORIGIN bank.test.
-$TTL 0
-@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
-@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
-_dmarc  IN TXT "v=DMARC1; p=reject"
-mail    IN A 192.0.2.10
-"#,
-    r#"
-$ORIGIN 2.0.192.in-addr.arpa.
-$TTL 0
-@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
-10      IN PTR mail.bank.test.
-"#,
+    TLD_ZONE,
+    BANK_ZONE,
+    REV_ZONE,
     r#"
 $ORIGIN spf.test.
 $TTL 0

@@ -11,15 +11,6 @@ use common::{
 use indymilter_test::{EomAction, Status, TestConnection};
 use std::time::Duration;
 
-const ZONE: &str = r#"
-$ORIGIN bank.test.
-$TTL 0
-@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
-@       IN NS ns.bank.test.
-@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
-_dmarc  IN TXT "v=DMARC1; p=reject"
-mail    IN A 192.0.2.10
-"#;
 const ZONE2: &str = r#"
 $ORIGIN shop.test.
 $TTL 0
@@ -27,16 +18,9 @@ $TTL 0
 @       IN TXT "v=spf1 ip4:192.0.2.10 -all"
 _dmarc  IN TXT "v=DMARC1; p=quarantine"
 "#;
-const REV: &str = r#"
-$ORIGIN 2.0.192.in-addr.arpa.
-$TTL 0
-@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
-10      IN PTR mail.bank.test.
-"#;
-
 async fn dns() -> TestDns {
     let mut z = Zones::with_origins();
-    for t in [ZONE, ZONE2, REV] {
+    for t in [BANK_ZONE, ZONE2, REV_ZONE] {
         z.add_zone_text(t, None);
     }
     TestDns::start(z).await

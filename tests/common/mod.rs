@@ -15,6 +15,31 @@ use std::{
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+/// bank.test: SPF for 192.0.2.10 only, DMARC p=reject, TTL 0.
+pub const BANK_ZONE: &str = r#"
+$ORIGIN bank.test.
+$TTL 0
+@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
+@       IN TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc  IN TXT "v=DMARC1; p=reject"
+mail    IN A 192.0.2.10
+"#;
+
+/// PTR 192.0.2.10 → mail.bank.test (forward-confirmed by BANK_ZONE).
+pub const REV_ZONE: &str = r#"
+$ORIGIN 2.0.192.in-addr.arpa.
+$TTL 0
+@       IN SOA ns.bank.test. hostmaster.bank.test. 1 3600 600 86400 0
+10      IN PTR mail.bank.test.
+"#;
+
+/// The `test.` zone itself, so tree walks end in NXDOMAIN, not SERVFAIL.
+pub const TLD_ZONE: &str = r#"
+$ORIGIN test.
+$TTL 0
+@       IN SOA ns.test. hostmaster.test. 1 3600 600 86400 0
+"#;
+
 /// The authserv-id used by all tests (the corpus's receiving side).
 pub const AUTHSERV_ID: &str = "mx.recipient.test";
 
