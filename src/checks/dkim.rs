@@ -262,30 +262,16 @@ pub fn unverified(values: &[Vec<u8>], result: AuthResult, reason: &str) -> Vec<D
 }
 
 /// Verifies every DKIM signature of a complete message (CRLF line ends).
-/// `truncated` says the message exceeded the buffering limit.
+/// A message cut at the size limit is not verified here: see [`unverified`].
 pub async fn verify(
     dns: &Dns,
     raw: &[u8],
     keys: &KeyCache,
     max_signatures: usize,
-    truncated: bool,
 ) -> Vec<DkimEvidence> {
     let Some(mut msg) = AuthenticatedMessage::parse(raw) else {
         return vec![];
     };
-    if truncated {
-        return msg
-            .dkim_headers
-            .iter()
-            .map(|h| {
-                evidence_from_tags(
-                    h.value,
-                    AuthResult::Policy,
-                    "message larger than limits.max_message_size, not verified".into(),
-                )
-            })
-            .collect();
-    }
     let mut out: Vec<(usize, DkimEvidence)> = Vec::new();
     if msg.dkim_headers.len() > max_signatures {
         for h in msg.dkim_headers.drain(max_signatures..) {

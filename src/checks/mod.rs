@@ -85,13 +85,8 @@ impl Checker {
     }
 
     /// DKIM over the complete message.
-    pub async fn dkim(
-        &self,
-        raw: &[u8],
-        keys: &dkim::KeyCache,
-        truncated: bool,
-    ) -> Vec<DkimEvidence> {
-        dkim::verify(&self.dns, raw, keys, self.limits.max_signatures, truncated).await
+    pub async fn dkim(&self, raw: &[u8], keys: &dkim::KeyCache) -> Vec<DkimEvidence> {
+        dkim::verify(&self.dns, raw, keys, self.limits.max_signatures).await
     }
 
     /// DMARC from the other results.

@@ -1,7 +1,9 @@
 //! Per-message state: reset at MAIL FROM and at ABORT.
 
 use super::pending::Pending;
-use crate::checks::{dkim::KeyCache, dmarc::DmarcLookups, evidence::SpfEvidence};
+use crate::checks::{
+    dkim::KeyCache, dmarc::DmarcLookups, evidence::SpfEvidence, from, from::FromIdentity,
+};
 use std::{collections::HashMap, time::Instant};
 
 /// The SPF checks started at MAIL FROM: (MAIL FROM, HELO).
@@ -23,6 +25,8 @@ pub struct Message {
     /// Incoming headers claiming to be ours: (name, 1-based index).
     pub forged: Vec<(String, i32)>,
     pub from_values: Vec<Vec<u8>>,
+    /// The From identity, settled at end of headers.
+    pub from_identity: Option<FromIdentity>,
     pub dkim_values: Vec<Vec<u8>>,
     /// Header block and body, CRLF line ends, for DKIM; bounded by the limit.
     pub raw: Vec<u8>,
@@ -45,6 +49,7 @@ impl Message {
             header_counts: HashMap::new(),
             forged: Vec::new(),
             from_values: Vec::new(),
+            from_identity: None,
             dkim_values: Vec::new(),
             raw: Vec::new(),
             truncated: false,
@@ -52,6 +57,13 @@ impl Message {
             keys: None,
             dmarc_lookups: DmarcLookups::default(),
         }
+    }
+
+    /// The From identity (computed once, from the From fields seen so far).
+    pub fn from_identity(&mut self) -> FromIdentity {
+        self.from_identity
+            .get_or_insert_with(|| from::identify(self.from_values.iter().map(Vec::as_slice)))
+            .clone()
     }
 
     /// Appends to the DKIM buffer unless that would pass `limit` bytes.

@@ -14,7 +14,6 @@ use crate::{
         dkim,
         dmarc::DmarcInput,
         evidence::{AuthResult, DmarcEvidence, Evidence, IprevEvidence, SpfEvidence, SpfIdentity},
-        from,
     },
     policy::{self, Action, ClientTrust, Reply, Verdict},
     Runtime,
@@ -219,7 +218,7 @@ impl Session {
             return;
         };
         msg.append(b"\r\n", limit);
-        let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
+        let identity = msg.from_identity();
         let checker = self.rt.checker.clone();
         let dkim_values = msg.dkim_values.clone();
         let lookups = msg.dmarc_lookups.clone();
@@ -294,7 +293,7 @@ impl Session {
             },
             None => (None, None),
         };
-        let identity = from::identify(msg.from_values.iter().map(Vec::as_slice));
+        let identity = msg.from_identity();
         if msg.keys.is_none() {
             // No EOH seen (an MTA that skipped it): start the lookups now.
             msg.append(b"\r\n", usize::MAX);
@@ -320,12 +319,10 @@ impl Session {
                 AuthResult::Policy,
                 "message larger than limits.max_message_size, not verified",
             ),
-            Some(keys) => {
-                match timeout_at(deadline, checker.dkim(&msg.raw, &keys, msg.truncated)).await {
-                    Ok(d) => d,
-                    Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
-                }
-            }
+            Some(keys) => match timeout_at(deadline, checker.dkim(&msg.raw, &keys)).await {
+                Ok(d) => d,
+                Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
+            },
             None => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
         };
         let dmarc = if spf_mailfrom.is_none() && self.conn.ip.is_some() {
