@@ -8,7 +8,6 @@ use common::{
     dns_server::{TestDns, Zones},
     *,
 };
-use indymilter_test::TestConnection;
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -94,14 +93,6 @@ fn good() -> Envelope {
 }
 
 const GOOD: &[u8] = b"From: alerts@bank.test\r\n\r\nhi\r\n";
-
-async fn open(addr: SocketAddr) -> TestConnection {
-    TestConnection::configure()
-        .exact_leading_space(true)
-        .open_tcp(addr)
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_refuses_invalid_files() {

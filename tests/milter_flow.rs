@@ -9,7 +9,6 @@ use common::{
     *,
 };
 use indymilter_test::{EomAction, Status, TestConnection};
-use std::time::Duration;
 
 const ZONE2: &str = r#"
 $ORIGIN shop.test.
@@ -130,12 +129,7 @@ async fn dns_failure_tempfails_and_recovers() {
 async fn several_messages_and_an_abort_on_one_connection() {
     let dns = dns().await;
     let milter = TestMilter::with_policy(dns.addr, "").await;
-    let mut conn = TestConnection::configure()
-        .exact_leading_space(true)
-        .read_timeout(Duration::from_secs(30))
-        .open_tcp(milter.addr)
-        .await
-        .unwrap();
+    let mut conn = open(milter.addr).await;
     let good = Envelope::new("192.0.2.10", "mail.bank.test", "alerts@bank.test");
     let out = send_on(&mut conn, &good, &message("alerts@bank.test", "")).await;
     assert_eq!(out.verdict(), "accept");

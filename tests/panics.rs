@@ -9,7 +9,7 @@ use common::{
     dns_server::{TestDns, Zones},
     *,
 };
-use indymilter_test::{Status, TestConnection};
+use indymilter_test::Status;
 use std::sync::atomic::Ordering;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,11 +22,7 @@ async fn panic_is_isolated_to_its_session() {
     let dns = TestDns::start(z).await;
     let milter = TestMilter::with_policy(dns.addr, "").await;
 
-    let mut conn = TestConnection::configure()
-        .exact_leading_space(true)
-        .open_tcp(milter.addr)
-        .await
-        .unwrap();
+    let mut conn = open(milter.addr).await;
     conn.connect("client", std::net::SocketAddr::from(([192, 0, 2, 10], 25)))
         .await
         .unwrap();

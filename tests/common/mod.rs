@@ -206,14 +206,20 @@ pub fn split_message(raw: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
     (fields, body)
 }
 
-/// Sends one message through a fresh milter connection, as Postfix does.
-pub async fn send(addr: SocketAddr, env: &Envelope, raw: &[u8]) -> Outcome {
-    let mut conn = TestConnection::configure()
+/// Opens and negotiates a milter connection that passes header values exactly
+/// as given (with their leading space, as Postfix does).
+pub async fn open(addr: SocketAddr) -> TestConnection {
+    TestConnection::configure()
         .exact_leading_space(true)
         .read_timeout(Duration::from_secs(30))
         .open_tcp(addr)
         .await
-        .expect("milter connection");
+        .expect("milter connection")
+}
+
+/// Sends one message through a fresh milter connection, as Postfix does.
+pub async fn send(addr: SocketAddr, env: &Envelope, raw: &[u8]) -> Outcome {
+    let mut conn = open(addr).await;
     let out = send_on(&mut conn, env, raw).await;
     conn.close().await.unwrap();
     out
