@@ -123,5 +123,11 @@ pub async fn run(
         ..Default::default()
     };
     drop(rt);
-    indymilter::run(listener, milter::callbacks(shared), config, shutdown).await
+    indymilter::run(
+        listener::Buffered(listener),
+        milter::callbacks(shared),
+        config,
+        shutdown,
+    )
+    .await
 }

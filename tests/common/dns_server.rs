@@ -354,9 +354,20 @@ fn respond(zones: &Zones, fault: Fault, req: &[u8], max_len: usize) -> Option<Ve
 impl TestDns {
     /// Starts serving `zones` on 127.0.0.1 at a free port.
     pub async fn start(zones: Zones) -> Self {
+        Self::start_at(zones, None).await
+    }
+
+    /// Starts serving `zones` at `at` (UDP and TCP), or on 127.0.0.1 at a
+    /// free port when `at` is `None`.
+    pub async fn start_at(zones: Zones, at: Option<SocketAddr>) -> Self {
         // One port for UDP and TCP: the TCP side of a free UDP port may be
         // taken (by another test's connection), so try a few.
         let (udp, tcp, addr) = 'bind: {
+            if let Some(at) = at {
+                let udp = UdpSocket::bind(at).await.expect("bind DNS (UDP)");
+                let tcp = TcpListener::bind(at).await.expect("bind DNS (TCP)");
+                break 'bind (udp, tcp, at);
+            }
             for _ in 0..100 {
                 let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
                 let addr = udp.local_addr().unwrap();
