@@ -15,16 +15,11 @@
 
 #[path = "../tests/common/dns_server.rs"]
 mod dns_server;
+#[path = "common/mix.rs"]
+mod mix;
 
-use base64::Engine;
-use dns_server::{fqdn, TestDns, Zones};
-use hickory_proto::rr::{rdata::TXT, RData, Record};
-use mail_auth::{
-    common::crypto::{Ed25519Key, RsaKey, Sha256},
-    common::headers::HeaderWriter,
-    dkim::DkimSigner,
-};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
+use dns_server::TestDns;
+use mix::{crypto_floor, keys_in, split_message, zones, Msg};
 use std::{
     os::fd::AsRawFd,
     process::{Command, Stdio},
@@ -66,7 +61,9 @@ struct Target {
 impl Target {
     /// `NAME=ADDR[,ADDR...][@PID,PID...]`
     fn parse(v: &str) -> Target {
-        let (label, rest) = v.split_once('=').expect("--peer NAME=ADDR[,ADDR...][@PID,...]");
+        let (label, rest) = v
+            .split_once('=')
+            .expect("--peer NAME=ADDR[,ADDR...][@PID,...]");
         let (addrs, pids) = rest.split_once('@').unwrap_or((rest, ""));
         Target {
             label: label.to_string(),
@@ -134,188 +131,6 @@ fn args() -> Args {
         i += 1;
     }
     a
-}
-
-fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
-    let mut c = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl");
-    if let Some(i) = input {
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(i).unwrap();
-    } else {
-        drop(c.stdin.take());
-    }
-    let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}");
-    out.stdout
-}
-
-struct Keys {
-    /// PKCS#1 DER, for mail-auth's signer.
-    rsa_pkcs1: Vec<u8>,
-    rsa_pub_b64: String,
-    ed_pkcs8: Vec<u8>,
-    ed_pub_b64: String,
-}
-
-/// The keys kept in `dir`, made (and kept there) when absent.
-fn keys_in(dir: Option<&std::path::Path>) -> Keys {
-    let Some(dir) = dir else { return keys() };
-    let names = ["rsa.der", "rsa.pub", "ed.der", "ed.pub"];
-    if let [Ok(a), Ok(b), Ok(c), Ok(d)] = names.map(|n| std::fs::read(dir.join(n))) {
-        return Keys {
-            rsa_pkcs1: a,
-            rsa_pub_b64: String::from_utf8(b).unwrap(),
-            ed_pkcs8: c,
-            ed_pub_b64: String::from_utf8(d).unwrap(),
-        };
-    }
-    let k = keys();
-    std::fs::create_dir_all(dir).unwrap();
-    let values = [
-        &k.rsa_pkcs1[..],
-        k.rsa_pub_b64.as_bytes(),
-        &k.ed_pkcs8,
-        k.ed_pub_b64.as_bytes(),
-    ];
-    for (n, v) in names.iter().zip(values) {
-        std::fs::write(dir.join(n), v).unwrap();
-    }
-    k
-}
-
-fn keys() -> Keys {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let rsa_pem = openssl(
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ],
-        None,
-    );
-    let rsa_pub = openssl(&["pkey", "-pubout", "-outform", "DER"], Some(&rsa_pem));
-    let ed_pem = openssl(&["genpkey", "-algorithm", "ed25519"], None);
-    let ed_pkcs8 = openssl(&["pkey", "-outform", "DER"], Some(&ed_pem));
-    let ed_pub = openssl(&["pkey", "-pubout", "-outform", "DER"], Some(&ed_pem));
-    let rsa_pkcs1 = openssl(&["rsa", "-outform", "DER", "-traditional"], Some(&rsa_pem));
-    Keys {
-        rsa_pkcs1,
-        rsa_pub_b64: b64.encode(&rsa_pub),
-        ed_pkcs8,
-        // RFC 8463: the raw 32-byte public key.
-        ed_pub_b64: b64.encode(&ed_pub[ed_pub.len() - 32..]),
-    }
-}
-
-fn txt(name: &str, value: &str) -> Record {
-    let chunks: Vec<String> = value
-        .as_bytes()
-        .chunks(250)
-        .map(|c| String::from_utf8(c.to_vec()).unwrap())
-        .collect();
-    Record::from_rdata(fqdn(name), 3600, RData::TXT(TXT::new(chunks)))
-}
-
-fn zones(k: &Keys) -> Zones {
-    let mut z = Zones::with_origins();
-    z.add_zone_text(
-        "$ORIGIN bench.example.\n$TTL 3600\n@ IN SOA ns.bench.example. h.bench.example. 1 3600 600 86400 3600\n\
-         @ IN TXT \"v=spf1 include:_spf.bench.example -all\"\n_spf IN TXT \"v=spf1 include:_out.bench.example -all\"\n\
-         _out IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\nmail IN A 192.0.2.10\n",
-        None,
-    );
-    z.add_zone_text(
-        "$ORIGIN 2.0.192.in-addr.arpa.\n$TTL 3600\n@ IN SOA ns.bench.example. h.bench.example. 1 3600 600 86400 3600\n10 IN PTR mail.bench.example.\n",
-        None,
-    );
-    z.add_zone_text(
-        "$ORIGIN example.\n$TTL 3600\n@ IN SOA ns.example. h.example. 1 3600 600 86400 3600\n",
-        None,
-    );
-    z.add(txt(
-        "rsa._domainkey.bench.example",
-        &format!("v=DKIM1; k=rsa; p={}", k.rsa_pub_b64),
-    ));
-    z.add(txt(
-        "ed._domainkey.bench.example",
-        &format!("v=DKIM1; k=ed25519; p={}", k.ed_pub_b64),
-    ));
-    z
-}
-
-/// One message of the mix: (envelope sender, raw message, expected verdict).
-struct Msg {
-    mail_from: &'static str,
-    client: [u8; 4],
-    raw: Vec<u8>,
-}
-
-fn body(kib: usize) -> String {
-    let line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
-    line.repeat(kib * 1024 / line.len() + 1)
-}
-
-fn mix(k: &Keys) -> Vec<Msg> {
-    let rsa = || {
-        DkimSigner::from_key(
-            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
-                k.rsa_pkcs1.clone(),
-            )))
-            .unwrap(),
-        )
-        .domain("bench.example")
-        .selector("rsa")
-        .headers(["From", "To", "Subject", "Date", "Message-ID"])
-    };
-    let ed = || {
-        DkimSigner::from_key(Ed25519Key::from_pkcs8_maybe_unchecked_der(&k.ed_pkcs8).unwrap())
-            .domain("bench.example")
-            .selector("ed")
-            .headers(["From", "To", "Subject", "Date", "Message-ID"])
-    };
-    let mut out = Vec::new();
-    for (i, (kib, signers)) in [(2, "r"), (10, "e"), (50, "re"), (100, ""), (5, "r")]
-        .into_iter()
-        .enumerate()
-    {
-        let msg = format!(
-            "From: Bench <news@bench.example>\r\nTo: bob@recipient.test\r\nSubject: mix {i}\r\nDate: Mon, 02 Mar 2026 09:00:00 +0000\r\nMessage-ID: <{i}@bench.example>\r\n\r\n{}",
-            body(kib)
-        );
-        let mut raw = Vec::new();
-        for s in signers.chars() {
-            let sig = if s == 'r' {
-                rsa().sign(msg.as_bytes()).unwrap()
-            } else {
-                ed().sign(msg.as_bytes()).unwrap()
-            };
-            raw.extend_from_slice(sig.to_header().as_bytes());
-        }
-        raw.extend_from_slice(msg.as_bytes());
-        let spoof = signers.is_empty();
-        out.push(Msg {
-            mail_from: if spoof {
-                "x@evil.example"
-            } else {
-                "bounce@bench.example"
-            },
-            client: if spoof {
-                [198, 51, 100, 7]
-            } else {
-                [192, 0, 2, 10]
-            },
-            raw,
-        });
-    }
-    out
 }
 
 // ---------------------------------------------------------------- milter client
@@ -456,7 +271,7 @@ impl Client {
     /// header edits asked for.
     async fn content(
         &mut self,
-        fields: &[(Vec<u8>, Vec<u8>)],
+        fields: &[mix::Field],
         body: &[u8],
         qid: &str,
     ) -> (u8, Vec<Edit>) {
@@ -519,28 +334,6 @@ struct Conn {
     chain: Vec<Client>,
     /// The header edits the chain asked for on the last message.
     edits: Vec<Edit>,
-}
-
-/// Header fields of a raw message (name, value after the colon) and its body.
-fn split_message(raw: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, &[u8]) {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    for line in raw[..split + 2].split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b" ") || line.starts_with(b"\t") {
-            lines.last_mut().unwrap().extend_from_slice(line);
-        } else {
-            lines.push(line.to_vec());
-        }
-    }
-    let fields = lines
-        .into_iter()
-        .map(|f| {
-            let f = f.strip_suffix(b"\r\n").unwrap_or(&f).to_vec();
-            let colon = f.iter().position(|b| *b == b':').unwrap();
-            (f[..colon].to_vec(), f[colon + 1..].to_vec())
-        })
-        .collect();
-    (fields, &raw[split + 4..])
 }
 
 impl Conn {
@@ -675,6 +468,8 @@ fn rss_mib(pids: &[u32]) -> f64 {
 
 async fn run(phase: &str, t: &Target, a: &Args, msgs: &std::sync::Arc<Vec<Msg>>) -> Figures {
     let cpu0 = cpu_seconds(&t.pids);
+    let me = [std::process::id()];
+    let client0 = cpu_seconds(&me);
     let t0 = Instant::now();
     let mut lat = Vec::new();
     for _ in 0..a.rounds {
@@ -682,6 +477,7 @@ async fn run(phase: &str, t: &Target, a: &Args, msgs: &std::sync::Arc<Vec<Msg>>)
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&t.pids) - cpu0;
+    let client = cpu_seconds(&me) - client0;
     lat.sort();
     let n = lat.len() as f64;
     let f = Figures {
@@ -692,7 +488,7 @@ async fn run(phase: &str, t: &Target, a: &Args, msgs: &std::sync::Arc<Vec<Msg>>)
         rss: peak_rss_mib(&t.pids),
     };
     println!(
-        "{:<22} {phase:<5} C={:<3} K={:<3} x{:<3} {:>6.0} msg/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  CPU {:>6.3} ms/msg  peak RSS {:>6.1} MiB",
+        "{:<22} {phase:<5} C={:<3} K={:<3} x{:<3} {:>6.0} msg/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  CPU {:>6.3} ms/msg  peak RSS {:>6.1} MiB  (bench client+DNS CPU {:.3} ms/msg)",
         t.label,
         a.connections,
         a.messages,
@@ -703,7 +499,8 @@ async fn run(phase: &str, t: &Target, a: &Args, msgs: &std::sync::Arc<Vec<Msg>>)
         f.p99,
         lat.last().unwrap().as_secs_f64() * 1000.0,
         f.cpu_ms,
-        f.rss
+        f.rss,
+        client / n * 1000.0
     );
     f
 }
@@ -785,44 +582,6 @@ async fn idle(t: &Target, n: usize, msgs: &[Msg]) -> f64 {
     rss
 }
 
-/// SHA-256 over each message and one signature verification per signature
-/// (RSA-2048 or Ed25519, as signed): the work no implementation can avoid.
-fn crypto_floor(msgs: &[Msg], k: &Keys) -> f64 {
-    use ring::signature::{self, KeyPair};
-    let rsa = signature::RsaKeyPair::from_der(&k.rsa_pkcs1).unwrap();
-    let mut rsa_sig = vec![0u8; rsa.public().modulus_len()];
-    rsa.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        b"floor",
-        &mut rsa_sig,
-    )
-    .unwrap();
-    let rsa_pub = signature::UnparsedPublicKey::new(
-        &signature::RSA_PKCS1_2048_8192_SHA256,
-        rsa.public().as_ref().to_vec(),
-    );
-    let ed = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&k.ed_pkcs8).unwrap();
-    let ed_sig = ed.sign(b"floor");
-    let ed_pub =
-        signature::UnparsedPublicKey::new(&signature::ED25519, ed.public_key().as_ref().to_vec());
-    let count = |raw: &[u8], pat: &[u8]| raw.windows(pat.len()).filter(|w| *w == pat).count();
-    let rounds = 100;
-    let t = Instant::now();
-    for _ in 0..rounds {
-        for m in msgs {
-            let _ = ring::digest::digest(&ring::digest::SHA256, &m.raw);
-            for _ in 0..count(&m.raw, b"s=rsa;") {
-                rsa_pub.verify(b"floor", &rsa_sig).unwrap();
-            }
-            for _ in 0..count(&m.raw, b"s=ed;") {
-                ed_pub.verify(b"floor", ed_sig.as_ref()).unwrap();
-            }
-        }
-    }
-    t.elapsed().as_secs_f64() / (rounds * msgs.len()) as f64 * 1000.0
-}
-
 /// The daemon under test, killed when the bench ends (or panics).
 struct Daemon(std::process::Child);
 
@@ -877,7 +636,7 @@ async fn main() {
     raise_nofile();
     let k = keys_in(a.keys.as_deref());
     let dns = TestDns::start_at(zones(&k), a.dns).await;
-    let msgs = std::sync::Arc::new(mix(&k));
+    let msgs = std::sync::Arc::new(mix::mix(&k));
     if let Some(dir) = &a.serve {
         serve(dir, &dns, &msgs).await;
     }
