@@ -269,12 +269,7 @@ impl Client {
 
     /// Headers, body and end of message; returns the final reply and the
     /// header edits asked for.
-    async fn content(
-        &mut self,
-        fields: &[mix::Field],
-        body: &[u8],
-        qid: &str,
-    ) -> (u8, Vec<Edit>) {
+    async fn content(&mut self, fields: &[mix::Field], body: &[u8], qid: &str) -> (u8, Vec<Edit>) {
         if self.accepted {
             return (b'a', Vec::new());
         }

@@ -116,6 +116,11 @@ pub fn zones(k: &Keys) -> Zones {
         "$ORIGIN 2.0.192.in-addr.arpa.\n$TTL 3600\n@ IN SOA ns.bench.example. h.bench.example. 1 3600 600 86400 3600\n10 IN PTR mail.bench.example.\n",
         None,
     );
+    // The spoofer's address has no PTR: an authoritative NXDOMAIN, cached.
+    z.add_zone_text(
+        "$ORIGIN 100.51.198.in-addr.arpa.\n$TTL 3600\n@ IN SOA ns.bench.example. h.bench.example. 1 3600 600 86400 3600\n",
+        None,
+    );
     z.add_zone_text(
         "$ORIGIN example.\n$TTL 3600\n@ IN SOA ns.example. h.example. 1 3600 600 86400 3600\n",
         None,
