@@ -1,17 +1,27 @@
 //! authmilter-bench: a milter load generator.
 //!
-//! Starts an authoritative DNS server on 127.0.0.1 with the mix's zones,
-//! starts the release daemon (`target/release/authmilter`) pointed at it, and
-//! drives C concurrent milter connections with K messages each, the way
-//! Postfix does (one command after another, waiting for replies unless the
-//! milter negotiated them away). Prints messages/s, latency from MAIL to the
-//! final reply (p50/p90/p99/max), daemon CPU per message and peak RSS, for a
-//! cold and then a warm DNS cache, and the crypto floor of the mix.
+//! Starts an authoritative DNS server with the mix's zones (127.0.0.1 at a
+//! free port, or `--dns IP:PORT`), starts the release daemon
+//! (`target/release/authmilter`, or `$AUTHMILTER_BIN`) pointed at it, and
+//! drives C concurrent milter connections with K messages each, R rounds,
+//! the way Postfix does (one command after another, waiting for replies
+//! unless the milter negotiated them away). Prints messages/s, latency from
+//! MAIL to the final reply (p50/p90/p99/max), CPU per message and peak RSS of
+//! the milter processes, for a cold and then a warm DNS cache, the verdict and
+//! Authentication-Results of each message of the mix, and the crypto floor.
 //!
-//!     cargo build --release && cargo bench --bench milter_load -- [-c 8] [-k 10] [--quickack]
+//!     cargo build --release && cargo bench --bench milter_load -- [-c 8] [-k 10] [-r 10] [--quickack]
 //!
-//! `--quickack` acknowledges at once (TCP_QUICKACK + TCP_NODELAY on the
-//! client) to measure processing without Nagle/delayed-ACK stalls.
+//! - `--quickack`: acknowledge at once (TCP_QUICKACK + TCP_NODELAY on the
+//!   client) to measure processing without Nagle/delayed-ACK stalls.
+//! - `--peer NAME=ADDR[,ADDR...][@PID,...]`: run the same load against another
+//!   milter, or a chain of milters (as Postfix chains `smtpd_milters`), whose
+//!   processes' CPU and memory are read from /proc; prints a comparison table.
+//! - `--idle N`: afterwards, hold N connections open and print the daemon's RSS.
+//! - `--keys DIR`: keep the generated keys in DIR and reuse them (peers cache
+//!   DKIM keys from DNS between runs).
+//! - `--serve DIR`: serve the zones and write the mix to DIR (`mix-N.eml`)
+//!   until killed, for runs through a real MTA (integration/bench).
 
 #[path = "../tests/common/dns_server.rs"]
 mod dns_server;
