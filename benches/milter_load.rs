@@ -29,7 +29,7 @@ mod dns_server;
 mod mix;
 
 use dns_server::TestDns;
-use mix::{crypto_floor, keys_in, split_message, zones, Msg};
+use mix::{crypto_floor, keys_in, zones, Msg};
 use std::{
     os::fd::AsRawFd,
     process::{Command, Stdio},
@@ -383,12 +383,12 @@ impl Conn {
     /// each milter in turn, then the content to the first milter, its header
     /// edits applied, to the next. Returns the final reply.
     async fn message(&mut self, m: &Msg, qid: &str) -> u8 {
-        let from = format!("<{}>", m.mail_from);
-        let mut steps: Vec<(u8, Vec<u8>, u32, u32)> = vec![
-            (b'M', format!("{from}\0").into_bytes(), NO_MAIL, NR_MAIL),
-            (b'R', b"<bob@recipient.test>\0".to_vec(), NO_RCPT, NR_RCPT),
+        let from = format!("<{}>\0", m.mail_from);
+        let steps: [(u8, &[u8], u32, u32); 2] = [
+            (b'M', from.as_bytes(), NO_MAIL, NR_MAIL),
+            (b'R', b"<bob@recipient.test>\0", NO_RCPT, NR_RCPT),
         ];
-        for (cmd, data, no, nr) in steps.drain(..) {
+        for (cmd, data, no, nr) in steps {
             for i in 0..self.chain.len() {
                 let c = &mut self.chain[i];
                 if cmd == b'M' {
@@ -396,24 +396,25 @@ impl Conn {
                     c.macros(b'M', &[("i", qid), ("{mail_addr}", m.mail_from)])
                         .await;
                 }
-                let r = c.cmd(cmd, &data, no, nr).await;
+                let r = c.cmd(cmd, data, no, nr).await;
                 if is_final(r) {
                     self.abort(0).await;
                     return r;
                 }
             }
         }
-        let (mut fields, body) = split_message(&m.raw);
+        // The message's own fields; a copy only once a milter edits them.
+        let mut fields = std::borrow::Cow::Borrowed(&m.fields[..]);
         self.edits.clear();
         for i in 0..self.chain.len() {
-            let (r, edits) = self.chain[i].content(&fields, body, qid).await;
+            let (r, edits) = self.chain[i].content(&fields, m.body(), qid).await;
             if is_final(r) {
                 self.abort(i + 1).await;
                 return r;
             }
             for (at, name, value) in edits {
                 let i = at.map_or(fields.len(), |a| (a as usize).min(fields.len()));
-                fields.insert(i, (name.clone(), value.clone()));
+                fields.to_mut().insert(i, (name.clone(), value.clone()));
                 self.edits.push((at, name, value));
             }
         }
@@ -598,15 +599,11 @@ impl Drop for Daemon {
 }
 
 /// Raises the open-files limit to its hard limit (the idle run holds
-/// thousands of sockets; the daemon inherits the limit).
+/// thousands of sockets; the daemon inherits the limit), as tests/load.rs does.
 fn raise_nofile() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut l = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 

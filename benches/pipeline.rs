@@ -21,7 +21,7 @@ mod mix;
 use authmilter::{config::Config, policy::Action, session::Session, stats::Stats, Runtime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dns_server::TestDns;
-use mix::{split_message, Floor, Msg};
+use mix::{Floor, Msg};
 use std::{net::IpAddr, sync::Arc};
 
 /// One message through a fresh session; returns the verdict.
@@ -66,10 +66,11 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("per-message");
     for (i, m) in msgs.iter().enumerate() {
-        let (fields, body) = split_message(&m.raw);
-        let fields: Vec<(String, Vec<u8>)> = fields
-            .into_iter()
-            .map(|(n, v)| (String::from_utf8(n).unwrap(), v))
+        let body = m.body();
+        let fields: Vec<(String, Vec<u8>)> = m
+            .fields
+            .iter()
+            .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), v.clone()))
             .collect();
         // Warm the DNS cache, and check the verdict is the expected one.
         let spoof = m.mail_from.starts_with('x');

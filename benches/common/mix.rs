@@ -141,6 +141,10 @@ pub struct Msg {
     pub mail_from: &'static str,
     pub client: [u8; 4],
     pub raw: Vec<u8>,
+    /// Its header fields, split once when the mix is made.
+    pub fields: Vec<Field>,
+    /// Where the body starts in `raw`.
+    pub body_start: usize,
     /// Its DKIM signatures, in order: 'r' RSA-2048, 'e' Ed25519.
     pub signers: &'static str,
 }
@@ -188,7 +192,11 @@ pub fn mix(k: &Keys) -> Vec<Msg> {
         }
         raw.extend_from_slice(msg.as_bytes());
         let spoof = signers.is_empty();
+        let (fields, body) = split_message(&raw);
+        let body_start = raw.len() - body.len();
         out.push(Msg {
+            fields,
+            body_start,
             signers,
             mail_from: if spoof {
                 "x@evil.example"
@@ -206,11 +214,18 @@ pub fn mix(k: &Keys) -> Vec<Msg> {
     out
 }
 
+impl Msg {
+    /// The body (after the blank line).
+    pub fn body(&self) -> &[u8] {
+        &self.raw[self.body_start..]
+    }
+}
+
 /// A header field: name, and the value after the colon.
 pub type Field = (Vec<u8>, Vec<u8>);
 
 /// Header fields of a raw message (name, value after the colon) and its body.
-pub fn split_message(raw: &[u8]) -> (Vec<Field>, &[u8]) {
+fn split_message(raw: &[u8]) -> (Vec<Field>, &[u8]) {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let mut lines: Vec<Vec<u8>> = Vec::new();
     for line in raw[..split + 2].split_inclusive(|b| *b == b'\n') {
