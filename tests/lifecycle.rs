@@ -14,7 +14,7 @@ use nix::{
 };
 use std::{
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -65,6 +65,40 @@ fn spawn(config: &Path, log: &Path) -> Daemon {
     )
 }
 
+/// A daemon on its own configuration file and DNS server, listening.
+struct Started {
+    dns: TestDns,
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    log: PathBuf,
+    port: u16,
+    addr: SocketAddr,
+    child: Daemon,
+}
+
+/// Starts the daemon with `NAME.toml` (authserv-id `id`), logging to `NAME.log`.
+async fn start(name: &str, id: &str) -> Started {
+    let mut z = Zones::with_origins();
+    z.add_zone_text(ZONE, None);
+    let dns = TestDns::start(z).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join(format!("{name}.toml"));
+    let log = dir.path().join(format!("{name}.log"));
+    let port = free_port();
+    write_config(&conf, port, dns.addr, id);
+    let child = spawn(&conf, &log);
+    wait_for("listening", || log_has(&log, "authmilter listening")).await;
+    Started {
+        addr: ([127, 0, 0, 1], port).into(),
+        dns,
+        dir,
+        conf,
+        log,
+        port,
+        child,
+    }
+}
+
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
@@ -96,16 +130,15 @@ const GOOD: &[u8] = b"From: alerts@bank.test\r\n\r\nhi\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_refuses_invalid_files() {
-    let mut z = Zones::with_origins();
-    z.add_zone_text(ZONE, None);
-    let dns = TestDns::start(z).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (conf, log) = (dir.path().join("a.toml"), dir.path().join("a.log"));
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    write_config(&conf, port, dns.addr, "one.test");
-    let mut child = spawn(&conf, &log);
-    wait_for("listening", || log_has(&log, "authmilter listening")).await;
+    let Started {
+        dns,
+        dir: _dir,
+        conf,
+        log,
+        port,
+        addr,
+        mut child,
+    } = start("a", "one.test").await;
     let pid = Pid::from_raw(child.0.id() as i32);
 
     // A connection opened before the reload keeps its configuration.
@@ -152,16 +185,14 @@ async fn sighup_reloads_and_refuses_invalid_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_messages() {
-    let mut z = Zones::with_origins();
-    z.add_zone_text(ZONE, None);
-    let dns = TestDns::start(z).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (conf, log) = (dir.path().join("b.toml"), dir.path().join("b.log"));
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    write_config(&conf, port, dns.addr, "mx.recipient.test");
-    let mut child = spawn(&conf, &log);
-    wait_for("listening", || log_has(&log, "authmilter listening")).await;
+    let Started {
+        dns: _dns,
+        dir: _dir,
+        log,
+        addr,
+        mut child,
+        ..
+    } = start("b", "mx.recipient.test").await;
 
     // A message in flight: MAIL, RCPT and a header sent, no end of message yet.
     let mut conn = open(addr).await;
