@@ -28,7 +28,7 @@ use std::{net::IpAddr, sync::Arc};
 async fn pipeline(rt: &Arc<Runtime>, m: &Msg, fields: &[(String, Vec<u8>)], body: &[u8]) -> Action {
     let mut s = Session::new(rt.clone(), true);
     let ip = IpAddr::from(m.client);
-    s.connect("mail.bench.example", Some(ip));
+    s.connect("mail.bench.example", authmilter::session::Client::Inet(ip));
     s.helo("mail.bench.example");
     let _ = s
         .mail(&format!("<{}>", m.mail_from), Some("Q1".into()), None)

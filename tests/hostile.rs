@@ -185,10 +185,15 @@ async fn hostile_messages() {
     let env = Envelope::new("192.0.2.10", "mail.bank.test", "alerts@bank.test");
     let spoof = Envelope::new("198.51.100.7", "evil.example", "x@evil.example");
 
-    // Missing From: no DMARC pass is possible.
+    // Missing From: no DMARC pass is possible; rejected by default
+    // (`policy.invalid_from`).
     let out = send(milter.addr, &env, b"Subject: no from\r\n\r\nbody\r\n").await;
-    assert_eq!(result(&out, "dmarc"), "permerror");
-    assert_clean_header(&out);
+    assert_eq!(out.verdict(), "reject");
+    assert!(
+        out.reply().unwrap().starts_with("550 5.7.1"),
+        "{:?}",
+        out.reply()
+    );
 
     // Non-UTF-8 bytes, in a display name and in a sender-controlled address.
     let raw =

@@ -43,7 +43,8 @@ pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
             "iprev={}{}{name} policy.iprev={}",
             i.result,
             reason(&i.reason, i.result),
-            i.ip
+            // RFC 8601 §2.2: an IPv6 address is no token (`:`): quoted.
+            pvalue(&i.ip.to_string())
         ));
     }
     let helo_same_as_mailfrom =
@@ -136,6 +137,7 @@ mod tests {
                 algorithm: "rsa-sha256".into(),
                 b_prefix: "abcdEFGH".into(),
                 reason: None,
+                local_limit: false,
             }],
             dmarc: DmarcEvidence {
                 result: AuthResult::Pass,
@@ -146,6 +148,9 @@ mod tests {
                 spf_aligned: false,
                 dkim_aligned: true,
                 reason: None,
+                policy_domain: None,
+                from_unusable: false,
+                local_limit: false,
             },
         }
     }

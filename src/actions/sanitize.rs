@@ -60,6 +60,8 @@ pub fn quoted(s: &str) -> String {
             }
             c if c.is_control() => {}
             c if !c.is_ascii() => out.push('?'),
+            // Legal in a quoted-string, but naive parsers split on it.
+            ';' => out.push(','),
             c => out.push(c),
         }
     }
@@ -67,11 +69,13 @@ pub fn quoted(s: &str) -> String {
     out
 }
 
-/// Text safe inside a header comment `( … )`.
+/// Text safe inside a header comment `( … )`: no parentheses, backslashes
+/// or `;` (a `;` in a comment breaks naive Authentication-Results parsers,
+/// OpenARC #33).
 pub fn comment_text(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .filter(|c| !matches!(c, '(' | ')' | '\\'))
+        .filter(|c| !matches!(c, '(' | ')' | '\\' | ';'))
         .take(MAX_VALUE_LEN)
         .collect()
 }
@@ -166,7 +170,9 @@ mod tests {
         assert_eq!(pvalue("alice@example.com"), "alice@example.com");
         assert_eq!(pvalue("example.com"), "example.com");
         assert_eq!(pvalue("a b"), "\"a b\"");
-        assert_eq!(pvalue("x;dkim=pass"), "\"x;dkim=pass\"");
+        assert_eq!(pvalue("x;dkim=pass"), "\"x,dkim=pass\"");
+        assert_eq!(pvalue("2001:db8::1"), "\"2001:db8::1\"");
+        assert_eq!(pvalue("192.0.2.1"), "192.0.2.1");
         assert_eq!(pvalue("\"evil\"@x.test"), "\"\\\"evil\\\"@x.test\"");
         assert_eq!(pvalue(""), "\"\"");
     }
@@ -185,7 +191,7 @@ mod tests {
 
     #[test]
     fn comments_are_balanced() {
-        assert_eq!(comment_text("a(b)c\\d\r\n"), "abcd");
+        assert_eq!(comment_text("a(b)c\\d;e\r\n"), "abcde");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::dns::{Dns, LookupError};
 use base64::Engine;
 use mail_auth::{
     common::{crypto::Algorithm, parse::TxtRecordParser, verify::DomainKey},
-    dkim::DkimError,
-    AuthenticatedMessage, DkimResult, DnsError, Error as MaError, Parameters, ResolverCache, Txt,
+    dkim::{DkimError, Signature},
+    AuthenticatedMessage, DkimOutput, DkimResult, DnsError, Error as MaError, Parameters,
+    ResolverCache, Txt,
 };
 use std::{borrow::Borrow, collections::HashMap, hash::Hash, sync::Arc, time::Instant};
 
@@ -245,15 +246,16 @@ fn evidence_from_tags(value: &[u8], result: AuthResult, reason: String) -> DkimE
         identity: tag(&t, "i")
             .map(str::to_string)
             .unwrap_or_else(|| format!("@{d}")),
-        domain: d,
+        domain: d.to_ascii_lowercase(),
         selector: tag(&t, "s").unwrap_or_default().to_string(),
         algorithm: tag(&t, "a").unwrap_or_default().to_string(),
         b_prefix: tag(&t, "b").unwrap_or_default().chars().take(8).collect(),
         reason: Some(reason),
+        local_limit: false,
     }
 }
 
-/// Evidence for signatures that were not verified (deadline passed).
+/// Evidence for signatures that were not verified (deadline passed, DNS).
 pub fn unverified(values: &[Vec<u8>], result: AuthResult, reason: &str) -> Vec<DkimEvidence> {
     values
         .iter()
@@ -261,114 +263,152 @@ pub fn unverified(values: &[Vec<u8>], result: AuthResult, reason: &str) -> Vec<D
         .collect()
 }
 
+/// Evidence for signatures that a local limit kept from being verified
+/// (`policy`, marked so that DMARC never counts them as failures).
+pub fn over_limit(values: &[Vec<u8>], reason: &str) -> Vec<DkimEvidence> {
+    values
+        .iter()
+        .map(|v| DkimEvidence {
+            local_limit: true,
+            ..evidence_from_tags(v, AuthResult::Policy, reason.to_string())
+        })
+        .collect()
+}
+
+/// RFC 6376 §5.4 / §6.1.1: the From header field MUST be signed; a
+/// signature whose `h=` lacks it is invalid and can never pass.
+fn signs_from(h: &[String]) -> bool {
+    h.iter().any(|n| n.trim().eq_ignore_ascii_case("from"))
+}
+
+fn is_dkim_signature(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"DKIM-Signature")
+}
+
+/// The library's verdict on one parsed signature, with our guards applied.
+fn judge(o: &DkimOutput<'_>, sig: &Signature, keys: &KeyCache) -> (AuthResult, Option<String>) {
+    let (result, reason) = map_result(o.result());
+    let key_bits = || {
+        keys.keys
+            .get(key_name(&sig.s, &sig.d).as_str())
+            .and_then(|k| k.rsa_bits)
+    };
+    if !signs_from(&sig.h) {
+        (
+            AuthResult::PermError,
+            Some("From field not signed (RFC 6376 5.4)".into()),
+        )
+    } else if sig.a == Algorithm::RsaSha1 {
+        (
+            AuthResult::Policy,
+            Some("rsa-sha1 is not accepted (RFC 8301)".into()),
+        )
+    } else if let Some(bits) = key_bits().filter(|b| *b < MIN_RSA_BITS) {
+        (
+            AuthResult::Policy,
+            Some(format!("{bits}-bit RSA key is too short (RFC 8301)")),
+        )
+    } else {
+        (result, reason)
+    }
+}
+
 /// Verifies every DKIM signature of a complete message (CRLF line ends).
-/// A message cut at the size limit is not verified here: see [`unverified`].
+/// `values` are the DKIM-Signature field values the session saw, in order;
+/// every one of them gets exactly one result, in header order. A message cut
+/// at the size limit is not verified here: see [`over_limit`].
 pub async fn verify(
     dns: &Dns,
     raw: &[u8],
+    values: &[Vec<u8>],
     keys: &KeyCache,
     max_signatures: usize,
 ) -> Vec<DkimEvidence> {
     let Some(mut msg) = AuthenticatedMessage::parse(raw) else {
-        return vec![];
+        return unverified(values, AuthResult::PermError, "message could not be parsed");
     };
     let mut out: Vec<(usize, DkimEvidence)> = Vec::new();
     if msg.dkim_headers.len() > max_signatures {
         for h in msg.dkim_headers.drain(max_signatures..) {
-            out.push((
-                offset_of(raw, h.name),
-                evidence_from_tags(
-                    h.value,
-                    AuthResult::Policy,
-                    format!("not verified: more than {max_signatures} signatures"),
-                ),
-            ));
+            let mut ev = evidence_from_tags(
+                h.value,
+                AuthResult::Policy,
+                format!("not verified: more than {max_signatures} signatures"),
+            );
+            ev.local_limit = true;
+            out.push((offset_of(raw, h.name), ev));
         }
     }
-    let error_headers: Vec<(usize, &[u8])> = msg
-        .errors
-        .iter()
-        .filter(|h| matches!(h.header, MaError::Dkim(_)))
-        .map(|h| (offset_of(raw, h.name), h.value))
-        .collect();
-    let sig_offsets: Vec<usize> = msg
-        .dkim_headers
-        .iter()
-        .map(|h| offset_of(raw, h.name))
-        .collect();
+    // Signatures that do not parse are `permerror` (RFC 6376 §6.1.1), whatever
+    // error the library gives and whether or not it reports them.
+    for h in msg.errors.iter().filter(|h| is_dkim_signature(h.name)) {
+        let length_tag = matches!(h.header, MaError::Dkim(DkimError::SignatureLength));
+        let (result, reason) = if length_tag {
+            // RFC 6376 §8.2: l= is valid but leaves appended content
+            // unsigned; mail-auth refuses it, we report `policy`.
+            (
+                AuthResult::Policy,
+                "l= body length leaves appended content unsigned".to_string(),
+            )
+        } else {
+            (
+                AuthResult::PermError,
+                format!("malformed signature: {}", h.header),
+            )
+        };
+        out.push((
+            offset_of(raw, h.name),
+            evidence_from_tags(h.value, result, reason),
+        ));
+    }
     let outputs = dns
         .authenticator()
         .verify_dkim(Parameters::new(&msg).with_txt_cache(keys))
         .await;
-    let n_err = outputs.len().saturating_sub(sig_offsets.len());
-    for (i, o) in outputs.iter().enumerate() {
-        let (mut result, mut reason) = map_result(o.result());
-        match o.signature() {
-            Some(sig) => {
-                let name = key_name(&sig.s, &sig.d);
-                let rsa_bits = keys.keys.get(name.as_str()).and_then(|k| k.rsa_bits);
-                if sig.a == Algorithm::RsaSha1 {
-                    result = AuthResult::Policy;
-                    reason = Some("rsa-sha1 is not accepted (RFC 8301)".into());
-                } else if let Some(bits) = rsa_bits.filter(|b| *b < MIN_RSA_BITS) {
-                    result = AuthResult::Policy;
-                    reason = Some(format!("{bits}-bit RSA key is too short (RFC 8301)"));
-                }
-                let offset = if i >= n_err {
-                    sig_offsets.get(i - n_err).copied().unwrap_or(usize::MAX)
+    // Each result is tied to its header by identity, not by position.
+    for h in &msg.dkim_headers {
+        let sig = &h.header;
+        let output = outputs
+            .iter()
+            .find(|o| o.signature().is_some_and(|s| std::ptr::eq(s, sig)));
+        let (result, reason) = match output {
+            Some(o) => judge(o, sig, keys),
+            None => (
+                AuthResult::TempError,
+                Some("the verifier returned no result".into()),
+            ),
+        };
+        out.push((
+            offset_of(raw, h.name),
+            DkimEvidence {
+                result,
+                domain: sig.d.to_ascii_lowercase(),
+                selector: sig.s.clone(),
+                identity: if sig.i.is_empty() {
+                    format!("@{}", sig.d)
                 } else {
-                    usize::MAX
-                };
-                out.push((
-                    offset,
-                    DkimEvidence {
-                        result,
-                        domain: sig.d.to_ascii_lowercase(),
-                        selector: sig.s.clone(),
-                        identity: if sig.i.is_empty() {
-                            format!("@{}", sig.d)
-                        } else {
-                            sig.i.clone()
-                        },
-                        algorithm: algorithm_name(sig.a).into(),
-                        b_prefix: b_prefix(&sig.b),
-                        reason,
-                    },
-                ));
-            }
-            None => {
-                // Malformed signature: mail-auth lists these first, in order.
-                let (offset, value) = error_headers.get(i).copied().unwrap_or((usize::MAX, b""));
-                let length_tag = matches!(
-                    o.result(),
-                    DkimResult::Neutral(MaError::Dkim(DkimError::SignatureLength))
-                        | DkimResult::PermError(MaError::Dkim(DkimError::SignatureLength))
-                );
-                let (result, reason) = if length_tag {
-                    // RFC 6376 §8.2: l= is valid but leaves appended content
-                    // unsigned; mail-auth refuses it, we report `policy`.
-                    (
-                        AuthResult::Policy,
-                        Some("l= body length leaves appended content unsigned".to_string()),
-                    )
-                } else if result == AuthResult::Neutral {
-                    (AuthResult::PermError, reason)
-                } else {
-                    (result, reason)
-                };
-                out.push((
-                    offset,
-                    evidence_from_tags(
-                        value,
-                        result,
-                        reason.unwrap_or_else(|| "malformed signature".into()),
-                    ),
-                ));
-            }
-        }
+                    sig.i.clone()
+                },
+                algorithm: algorithm_name(sig.a).into(),
+                b_prefix: b_prefix(&sig.b),
+                reason,
+                local_limit: false,
+            },
+        ));
     }
     out.sort_by_key(|(o, _)| *o);
-    out.into_iter().map(|(_, e)| e).collect()
+    let mut evidence: Vec<DkimEvidence> = out.into_iter().map(|(_, e)| e).collect();
+    // A field the session saw that the library's header parser did not.
+    if evidence.len() < values.len() {
+        for v in &values[evidence.len()..] {
+            evidence.push(evidence_from_tags(
+                v,
+                AuthResult::PermError,
+                "malformed signature field".into(),
+            ));
+        }
+    }
+    evidence
 }
 
 #[cfg(test)]

@@ -27,18 +27,89 @@ pub struct Record {
     pub has_rua: bool,
 }
 
+fn trim_wsp(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
+}
+
+/// Whether a TXT record is a DMARC record at all (RFC 9989 §4.7, §4.8): its
+/// first tag is `v` (the name in any case, WSP allowed around `=`) with the
+/// case-sensitive value `DMARC1`. Records that are not are discarded before
+/// counting, so `v=spf1` beside a DMARC record does not make "several".
+pub fn is_dmarc_record(txt: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(txt) else {
+        return false;
+    };
+    let first = s.split(';').next().unwrap_or_default();
+    match first.split_once('=') {
+        Some((k, v)) => trim_wsp(k).eq_ignore_ascii_case("v") && trim_wsp(v) == "DMARC1",
+        None => false,
+    }
+}
+
+/// RFC 3986 §3: `scheme ":" ...` with only URI characters (commas and `!`
+/// must be percent-encoded in a DMARC URI, RFC 9989 §4.8).
+fn is_uri(u: &str) -> bool {
+    let Some((scheme, rest)) = u.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            if !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let ok = b.is_ascii_alphanumeric() || b"-._~:/?#[]@$&'()*+;=".contains(&b);
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    scheme_ok && !rest.is_empty()
+}
+
+/// A `rua`/`ruf` value holds at least one syntactically valid URI
+/// (`dmarc-urilist`, the obsolete `!size` suffix allowed).
+pub fn has_valid_uri(list: &str) -> bool {
+    list.split(',').map(trim_wsp).any(|u| {
+        let u = match u.rsplit_once('!') {
+            Some((uri, size))
+                if !size.is_empty()
+                    && size
+                        .trim_end_matches(['k', 'm', 'g', 't', 'K', 'M', 'G', 'T'])
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                    && size.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                uri
+            }
+            _ => u,
+        };
+        is_uri(u)
+    })
+}
+
 impl Record {
-    /// Parses a TXT record. `None` when it is not a usable DMARC record:
-    /// not starting with `v=DMARC1`, or without a valid `p` and without `rua`
-    /// (RFC 9989 §4.7: a record with a valid `rua` but no valid `p` is `p=none`).
+    /// Parses a TXT record. `None` when it is not a usable DMARC record: not
+    /// a DMARC record at all, or (RFC 9989 §4.10.1) without a valid `p`, or
+    /// with an invalid `sp` or `np`, and no valid `rua` URI; with a valid
+    /// `rua` such a record is treated as `p=none`. Other syntax errors fall
+    /// back to the tag's default (RFC 9989 §4.8); unknown tags are ignored.
     pub fn parse(txt: &[u8]) -> Option<Record> {
-        let s = std::str::from_utf8(txt).ok()?;
-        let mut parts = s.split(';').map(str::trim);
-        let first = parts.next()?;
-        let (k, v) = first.split_once('=')?;
-        if k.trim() != "v" || v.trim() != "DMARC1" {
+        if !is_dmarc_record(txt) {
             return None;
         }
+        let s = std::str::from_utf8(txt).ok()?;
         let mut r = Record {
             p: None,
             sp: None,
@@ -49,35 +120,49 @@ impl Record {
             testing: false,
             has_rua: false,
         };
-        for part in parts {
+        let mut bad_policy = false;
+        let mut seen: Vec<String> = Vec::new();
+        for part in s.split(';').skip(1) {
             let Some((k, v)) = part.split_once('=') else {
                 continue;
             };
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            let (k, v) = (trim_wsp(k).to_ascii_lowercase(), trim_wsp(v));
+            if seen.contains(&k) {
+                continue; // the first occurrence counts
+            }
+            seen.push(k.clone());
+            let lower = v.to_ascii_lowercase();
             match k.as_str() {
-                "p" => r.p = v.parse().ok(),
-                "sp" => r.sp = v.parse().ok(),
-                "np" => r.np = v.parse().ok(),
-                "adkim" => r.adkim_strict = v.eq_ignore_ascii_case("s"),
-                "aspf" => r.aspf_strict = v.eq_ignore_ascii_case("s"),
+                "p" | "sp" | "np" => {
+                    let parsed = lower.parse::<DmarcPolicy>().ok();
+                    bad_policy |= parsed.is_none();
+                    match k.as_str() {
+                        "p" => r.p = parsed,
+                        "sp" => r.sp = parsed,
+                        _ => r.np = parsed,
+                    }
+                }
+                "adkim" => r.adkim_strict = lower == "s",
+                "aspf" => r.aspf_strict = lower == "s",
                 "psd" => {
-                    r.psd = match v.to_ascii_lowercase().as_str() {
+                    r.psd = match lower.as_str() {
                         "y" => Some(true),
                         "n" => Some(false),
                         _ => None,
                     }
                 }
-                "t" => r.testing = v.eq_ignore_ascii_case("y"),
-                "rua" => r.has_rua = v.split(',').any(|u| u.trim().len() > 7),
+                "t" => r.testing = lower == "y",
+                "rua" => r.has_rua = has_valid_uri(v),
                 _ => {}
             }
         }
-        if r.p.is_none() {
-            if r.has_rua {
-                r.p = Some(DmarcPolicy::None);
-            } else {
+        if r.p.is_none() || bad_policy {
+            if !r.has_rua {
                 return None;
             }
+            r.p = Some(DmarcPolicy::None);
+            r.sp = None;
+            r.np = None;
         }
         Some(r)
     }
@@ -94,12 +179,21 @@ pub enum Found {
     TempError(String),
 }
 
+/// Most Organizational Domain walks per message (each at most 8 queries):
+/// the author's and those of the identifiers checked for relaxed alignment.
+/// Past it the result is `temperror`, never a pass or a fail.
+pub const MAX_WALKS: usize = 10;
+
 /// Per-message memo of `_dmarc` lookups, shared by the early (end of
 /// headers) policy discovery and the end-of-message evaluation.
 #[derive(Clone, Default)]
 pub struct DmarcLookups {
     memo: Arc<Mutex<HashMap<String, Found>>>,
+    walks: Arc<Mutex<Vec<String>>>,
 }
+
+/// Records found by one tree walk, longest name first.
+type Walked = Vec<(String, Arc<Record>)>;
 
 impl DmarcLookups {
     /// Looks up (once per message) the record at `_dmarc.<domain>`.
@@ -109,17 +203,15 @@ impl DmarcLookups {
         }
         let found = match dns.txt(&format!("_dmarc.{domain}.")).await {
             Ok(txts) => {
-                let candidates: Vec<&Vec<u8>> = txts
-                    .iter()
-                    .filter(|t| t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"v=DMARC1"))
-                    .collect();
+                let candidates: Vec<&Vec<u8>> =
+                    txts.iter().filter(|t| is_dmarc_record(t)).collect();
                 match candidates.as_slice() {
                     [one] => match Record::parse(one) {
                         Some(r) => Found::Record(Arc::new(r)),
                         None => Found::Nothing { malformed: true },
                     },
-                    // RFC 9989 §4.10.1: several records means no record.
                     [] => Found::Nothing { malformed: false },
+                    // RFC 9989 §4.10 step 2: several records are all discarded.
                     _ => Found::Nothing { malformed: true },
                 }
             }
@@ -133,49 +225,87 @@ impl DmarcLookups {
         found
     }
 
-    /// Policy discovery (RFC 9989 §4.10.1): the first record on the tree walk.
-    pub async fn discover(&self, dns: &Dns, domain: &str) -> Discovery {
-        let mut malformed = false;
-        for name in walk_names(domain) {
+    /// The DNS Tree Walk (RFC 9989 §4.10) from `start` (included or not),
+    /// stopping at a record with a `psd` tag — except `psd=y` on the
+    /// starting domain itself, which §4.10.2 rule 2 excludes. A temporary
+    /// error anywhere on the walk makes its outcome unknown.
+    async fn walk(&self, dns: &Dns, start: &str, include_start: bool) -> Result<Walked, String> {
+        let mut out = Vec::new();
+        for (i, name) in walk_names(start).into_iter().enumerate() {
+            if i == 0 && !include_start {
+                continue;
+            }
             match self.record_at(dns, &name).await {
                 Found::Record(r) => {
-                    return Discovery::Found {
-                        at: name,
-                        record: r,
+                    let stop = match r.psd {
+                        Some(false) => true,
+                        Some(true) => i != 0,
+                        None => false,
+                    };
+                    out.push((name, r));
+                    if stop {
+                        break;
                     }
                 }
-                Found::TempError(e) => return Discovery::TempError(format!("_dmarc.{name}: {e}")),
-                Found::Nothing { malformed: m } => malformed |= m && name == domain,
-            }
-        }
-        Discovery::NotFound { malformed }
-    }
-
-    /// The Organizational Domain (RFC 9989 §4.10.2).
-    pub async fn org_domain(&self, dns: &Dns, domain: &str) -> Result<String, String> {
-        let names = walk_names(domain);
-        let mut candidate = None;
-        for (i, name) in names.iter().enumerate() {
-            match self.record_at(dns, name).await {
-                Found::Record(r) => match r.psd {
-                    Some(false) => return Ok(name.clone()),
-                    Some(true) => {
-                        // The Organizational Domain is one label below the PSD.
-                        if i == 0 {
-                            return Ok(domain.to_string());
-                        }
-                        let labels = name.split('.').count() + 1;
-                        return Ok(suffix(domain, labels));
-                    }
-                    None => candidate = Some(name.clone()),
-                },
-                Found::TempError(e) => return Err(e),
+                Found::TempError(e) => return Err(format!("_dmarc.{name}: {e}")),
                 Found::Nothing { .. } => {}
             }
         }
-        Ok(candidate.unwrap_or_else(|| domain.to_string()))
+        Ok(out)
     }
 
+    /// Policy discovery (RFC 9989 §4.10.1): the Author Domain's record, else
+    /// its Organizational Domain's, else its Public Suffix Domain's. A record
+    /// on the walk that is neither is not the policy.
+    pub async fn discover(&self, dns: &Dns, domain: &str) -> Discovery {
+        let malformed = match self.record_at(dns, domain).await {
+            Found::Record(record) => {
+                return Discovery::Found {
+                    at: domain.to_string(),
+                    record,
+                }
+            }
+            Found::TempError(e) => return Discovery::TempError(format!("_dmarc.{domain}: {e}")),
+            Found::Nothing { malformed } => malformed,
+        };
+        let walked = match self.walk(dns, domain, false).await {
+            Ok(w) => w,
+            Err(e) => return Discovery::TempError(e),
+        };
+        let org = select_org(domain, &walked);
+        let chosen = walked
+            .iter()
+            .find(|(n, _)| *n == org)
+            .or_else(|| walked.iter().find(|(_, r)| r.psd == Some(true)));
+        match chosen {
+            Some((at, record)) => Discovery::Found {
+                at: at.clone(),
+                record: record.clone(),
+            },
+            None => Discovery::NotFound { malformed },
+        }
+    }
+
+    /// The Organizational Domain (RFC 9989 §4.10.2), counting walks against
+    /// [`MAX_WALKS`].
+    pub async fn org_domain(&self, dns: &Dns, domain: &str) -> Result<String, String> {
+        {
+            let mut walks = self.walks.lock().await;
+            if !walks.iter().any(|w| w == domain) {
+                if walks.len() >= MAX_WALKS {
+                    return Err(format!(
+                        "more than {MAX_WALKS} Organizational Domain lookups for one message"
+                    ));
+                }
+                walks.push(domain.to_string());
+            }
+        }
+        let walked = self.walk(dns, domain, true).await?;
+        Ok(select_org(domain, &walked))
+    }
+
+    /// Identifier alignment (RFC 9989 §4.4): identical (strict), or the same
+    /// Organizational Domain (relaxed).
     async fn aligned(&self, dns: &Dns, id: &str, from: &str, strict: bool) -> Result<bool, String> {
         let id = id.trim_end_matches('.').to_ascii_lowercase();
         if id == from {
@@ -184,12 +314,35 @@ impl DmarcLookups {
         if strict {
             return Ok(false);
         }
-        // Relaxed alignment needs a shared suffix at all before any lookup.
-        let shares_suffix = id.rsplit('.').next() == from.rsplit('.').next();
-        if !shares_suffix {
+        // An Organizational Domain is a suffix of its domain, so the
+        // identifier can only share the author's if it is that domain or
+        // under it: anything else is decided without a lookup (and without
+        // walking names the sender controls).
+        if id.rsplit('.').next() != from.rsplit('.').next() {
             return Ok(false);
         }
-        Ok(self.org_domain(dns, &id).await? == self.org_domain(dns, from).await?)
+        let org_from = self.org_domain(dns, from).await?;
+        if !(id == org_from || id.ends_with(&format!(".{org_from}"))) {
+            return Ok(false);
+        }
+        Ok(self.org_domain(dns, &id).await? == org_from)
+    }
+}
+
+/// §4.10.2 selection over the records a walk from `start` found.
+fn select_org(start: &str, walked: &Walked) -> String {
+    for (name, r) in walked {
+        match r.psd {
+            Some(false) => return name.clone(),
+            Some(true) if name != start => {
+                return suffix(start, name.split('.').count() + 1);
+            }
+            _ => {}
+        }
+    }
+    match walked.last() {
+        Some((name, _)) => name.clone(),
+        None => start.to_string(),
     }
 }
 
@@ -208,7 +361,7 @@ fn suffix(domain: &str, labels: usize) -> String {
 }
 
 /// The names queried by the tree walk: the domain itself, then (after
-/// skipping to at most 7 labels, RFC 9989 §4.10.1) each shorter suffix.
+/// skipping to at most 7 labels, RFC 9989 §4.10 step 4) each shorter suffix.
 pub fn walk_names(domain: &str) -> Vec<String> {
     let labels = domain.split('.').count();
     let mut names = vec![domain.to_string()];
@@ -234,65 +387,115 @@ fn downgrade(p: DmarcPolicy) -> DmarcPolicy {
     }
 }
 
+/// The policy that applies to `domain` from the record found `at`
+/// (RFC 9989 §4.10.1): `p` for the domain itself; for a subdomain `sp` when
+/// it exists and `np` when it does not (RFC 8020 NXDOMAIN; NODATA and a
+/// CNAME, even a dangling one, mean it exists), each falling back to `p`.
+/// `Err` when the existence test is needed and DNS cannot answer it.
 async fn applicable_policy(
     dns: &Dns,
     domain: &str,
     at: &str,
     record: &Record,
-) -> (DmarcPolicy, bool) {
+) -> Result<DmarcPolicy, String> {
     let p = record.p.unwrap_or(DmarcPolicy::None);
     if at == domain {
-        return (p, record.testing);
+        return Ok(p);
     }
     let sp = record.sp.unwrap_or(p);
-    let policy = match record.np {
+    match record.np {
         Some(np) if np != sp => match dns.domain_exists(domain).await {
-            Some(false) => np,
-            _ => sp,
+            Some(true) => Ok(sp),
+            Some(false) => Ok(np),
+            None => Err(format!(
+                "cannot tell whether {domain} exists (np= differs from sp=)"
+            )),
         },
-        _ => sp,
-    };
-    (policy, record.testing)
+        _ => Ok(sp),
+    }
+}
+
+fn effective_of(published: DmarcPolicy, testing: bool) -> DmarcPolicy {
+    if testing {
+        downgrade(published)
+    } else {
+        published
+    }
 }
 
 /// Evaluates DMARC for one message.
 pub async fn evaluate(dns: &Dns, lookups: &DmarcLookups, input: &DmarcInput<'_>) -> DmarcEvidence {
+    if let Some(why) = input.from.unusable() {
+        let mut ev = DmarcEvidence::without_policy(AuthResult::PermError, None, Some(why));
+        ev.from_unusable = true;
+        return ev;
+    }
     match input.from {
-        FromIdentity::Missing => DmarcEvidence::without_policy(
-            AuthResult::PermError,
-            None,
-            Some("no usable RFC5322.From address".into()),
-        ),
         FromIdentity::Conflicting { domains, reason } => {
-            // Never pass; apply the strictest policy any From domain publishes.
-            let mut best: Option<(DmarcPolicy, DmarcPolicy, bool)> = None;
-            for d in domains {
-                if let Discovery::Found { at, record } = lookups.discover(dns, d).await {
-                    let (published, testing) = applicable_policy(dns, d, &at, &record).await;
-                    let effective = if testing {
-                        downgrade(published)
-                    } else {
-                        published
-                    };
-                    if best.is_none_or(|(_, e, _)| effective > e) {
-                        best = Some((published, effective, testing));
-                    }
-                }
-            }
-            let mut ev = DmarcEvidence::without_policy(
-                AuthResult::Fail,
-                domains.first().cloned(),
-                Some(reason.clone()),
-            );
-            if let Some((published, effective, testing)) = best {
-                ev.published = Some(published);
-                ev.effective = effective;
-                ev.testing = testing;
-            }
-            ev
+            evaluate_conflicting(dns, lookups, domains, reason).await
         }
         FromIdentity::Single(from) => evaluate_single(dns, lookups, from, input).await,
+        FromIdentity::Missing | FromIdentity::Invalid(_) => unreachable!("handled above"),
     }
+}
+
+/// Several From fields or domains: never a pass; the strictest policy any
+/// of the domains publishes applies, and a DNS failure for any of them
+/// leaves the outcome unknown (`temperror`).
+async fn evaluate_conflicting(
+    dns: &Dns,
+    lookups: &DmarcLookups,
+    domains: &[String],
+    reason: &str,
+) -> DmarcEvidence {
+    let mut best: Option<(DmarcPolicy, DmarcPolicy, bool, String)> = None;
+    let mut temp: Option<String> = None;
+    for d in domains {
+        match lookups.discover(dns, d).await {
+            Discovery::Found { at, record } => {
+                match applicable_policy(dns, d, &at, &record).await {
+                    Ok(published) => {
+                        let effective = effective_of(published, record.testing);
+                        if best.as_ref().is_none_or(|(_, e, _, _)| effective > *e) {
+                            best = Some((published, effective, record.testing, at));
+                        }
+                    }
+                    Err(e) => temp = temp.or(Some(e)),
+                }
+            }
+            Discovery::TempError(e) => temp = temp.or(Some(format!("policy lookup failed: {e}"))),
+            Discovery::NotFound { .. } => {}
+        }
+    }
+    let mut ev = DmarcEvidence::without_policy(
+        AuthResult::Fail,
+        domains.first().cloned(),
+        Some(reason.to_string()),
+    );
+    if let Some(t) = temp {
+        ev.result = AuthResult::TempError;
+        ev.reason = Some(format!("{reason}; {t}"));
+    }
+    if let Some((published, effective, testing, at)) = best {
+        ev.published = Some(published);
+        ev.effective = effective;
+        ev.testing = testing;
+        ev.policy_domain = Some(at);
+    }
+    ev
+}
+
+/// Whether a signature kept from verification by a local limit could have
+/// aligned with `from` (decided without lookups, erring towards "could").
+fn could_align(sig: &DkimEvidence, from: &str, strict: bool) -> bool {
+    let d = sig.domain.trim_end_matches('.').to_ascii_lowercase();
+    if strict {
+        return d == from;
+    }
+    d == from
+        || d.ends_with(&format!(".{from}"))
+        || from.ends_with(&format!(".{d}"))
+        || d.rsplit('.').next() == from.rsplit('.').next()
 }
 
 async fn evaluate_single(
@@ -321,12 +524,6 @@ async fn evaluate_single(
                 Some(format!("policy lookup failed: {e}")),
             )
         }
-    };
-    let (published, testing) = applicable_policy(dns, from, &at, &record).await;
-    let effective = if testing {
-        downgrade(published)
-    } else {
-        published
     };
 
     let mut temp: Option<String> = None;
@@ -362,10 +559,34 @@ async fn evaluate_single(
             Err(e) => temp = temp.or(Some(format!("alignment lookup failed: {e}"))),
         }
     }
-    let (result, reason) = if spf_aligned || dkim_aligned {
+    let passed = spf_aligned || dkim_aligned;
+    let published = match applicable_policy(dns, from, &at, &record).await {
+        Ok(p) => p,
+        // A pass needs no policy; report the subdomain policy then.
+        Err(_) if passed => record.sp.or(record.p).unwrap_or(DmarcPolicy::None),
+        Err(e) => {
+            temp = Some(e);
+            record.sp.or(record.p).unwrap_or(DmarcPolicy::None)
+        }
+    };
+    let mut local_limit = false;
+    let (result, reason) = if passed {
         (AuthResult::Pass, None)
     } else if let Some(t) = temp {
         (AuthResult::TempError, Some(t))
+    } else if let Some(sig) = input
+        .dkim
+        .iter()
+        .find(|s| s.local_limit && could_align(s, from, record.adkim_strict))
+    {
+        local_limit = true;
+        (
+            AuthResult::PermError,
+            Some(format!(
+                "not evaluated: DKIM signature d={} not verified (local limit)",
+                sig.domain
+            )),
+        )
     } else {
         (
             AuthResult::Fail,
@@ -376,11 +597,14 @@ async fn evaluate_single(
         result,
         from_domain: Some(from.to_string()),
         published: Some(published),
-        effective,
-        testing,
+        effective: effective_of(published, record.testing),
+        testing: record.testing,
         spf_aligned,
         dkim_aligned,
         reason,
+        policy_domain: Some(at),
+        from_unusable: false,
+        local_limit,
     }
 }
 

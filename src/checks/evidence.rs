@@ -95,6 +95,9 @@ pub struct DkimEvidence {
     /// Leading characters of the base64 signature, to tell signatures apart.
     pub b_prefix: String,
     pub reason: Option<String>,
+    /// Not verified because of a local limit (message size, signature
+    /// count): DMARC must not count it as a failure.
+    pub local_limit: bool,
 }
 
 /// A DMARC policy value.
@@ -148,6 +151,14 @@ pub struct DmarcEvidence {
     pub spf_aligned: bool,
     pub dkim_aligned: bool,
     pub reason: Option<String>,
+    /// The domain whose `_dmarc` record supplied the policy.
+    pub policy_domain: Option<String>,
+    /// No usable RFC 5322.From (missing, unparsable, no mailbox): DMARC
+    /// cannot be evaluated and the operator's `invalid_from` action applies.
+    pub from_unusable: bool,
+    /// The result would be `fail`, but a DKIM signature that could have
+    /// aligned was not verified because of a local limit: not a failure.
+    pub local_limit: bool,
 }
 
 impl DmarcEvidence {
@@ -166,6 +177,9 @@ impl DmarcEvidence {
             spf_aligned: false,
             dkim_aligned: false,
             reason,
+            policy_domain: None,
+            from_unusable: false,
+            local_limit: false,
         }
     }
 }

@@ -5,17 +5,27 @@
 //! is in the same domain. A message with several From fields, or with
 //! addresses in different domains, can never get `dmarc=pass`: it gets
 //! `dmarc=fail` under the strictest policy any of its From domains publishes.
-//! A message with no usable From address gets `dmarc=permerror`.
+//! A message without a From field, or whose From field does not parse as an
+//! RFC 5322 address list with at least one mailbox, cannot be evaluated; the
+//! operator decides what happens to it (`policy.invalid_from`, reject by
+//! default).
+//!
+//! Addresses are parsed by [`super::address`], which takes the whole RFC 5322
+//! grammar (comments and folding anywhere CFWS may stand, quoted strings,
+//! groups, the obsolete forms), so `security@(comment)bank.example` is
+//! `bank.example`, never an unparsable From that escapes DMARC.
 
-use mail_parser::{HeaderValue, MessageParser};
+use super::address;
 
 /// The identity DMARC works with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FromIdentity {
     /// One From field; all its addresses in this (lower-case) domain.
     Single(String),
-    /// No From field, or no parseable address in it.
+    /// No From field at all.
     Missing,
+    /// A From field that does not yield a usable domain.
+    Invalid(String),
     /// Several From fields or several domains: never passes.
     Conflicting {
         domains: Vec<String>,
@@ -28,8 +38,17 @@ impl FromIdentity {
     pub fn domains(&self) -> Vec<String> {
         match self {
             Self::Single(d) => vec![d.clone()],
-            Self::Missing => vec![],
+            Self::Missing | Self::Invalid(_) => vec![],
             Self::Conflicting { domains, .. } => domains.clone(),
+        }
+    }
+
+    /// Why DMARC cannot evaluate this From, when it cannot.
+    pub fn unusable(&self) -> Option<String> {
+        match self {
+            Self::Missing => Some("no From header field".into()),
+            Self::Invalid(why) => Some(why.clone()),
+            _ => None,
         }
     }
 }
@@ -37,25 +56,21 @@ impl FromIdentity {
 /// Most From domains whose policies are looked up for a conflicting From.
 pub const MAX_FROM_DOMAINS: usize = 5;
 
-fn addresses_of(value: &[u8]) -> Vec<String> {
-    let mut raw = Vec::with_capacity(value.len() + 10);
-    raw.extend_from_slice(b"From:");
-    raw.extend_from_slice(value);
-    raw.extend_from_slice(b"\r\n\r\n");
-    let Some(msg) = MessageParser::new().parse_headers(&raw) else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for h in msg.headers() {
-        if let HeaderValue::Address(a) = &h.value {
-            for addr in a.iter() {
-                if let Some(s) = &addr.address {
-                    out.push(s.to_string());
-                }
-            }
-        }
+/// The domains of one From field value, or why it has none.
+fn domains_of(value: &[u8]) -> Result<Vec<String>, String> {
+    let value = value.strip_suffix(b"\r\n").unwrap_or(value);
+    let value = value.strip_suffix(b"\n").unwrap_or(value);
+    let list = address::parse_address_list(value)
+        .map_err(|e| format!("From does not parse as RFC 5322 addresses: {}", e.0))?;
+    if list.is_empty() {
+        return Err("From holds no mailbox".into());
     }
-    out
+    list.iter()
+        .map(|a| {
+            normalize_domain(&a.domain)
+                .ok_or_else(|| format!("From domain `{}` is not a domain name", a.domain))
+        })
+        .collect()
 }
 
 /// Normalises a domain: lower case, no trailing dot, A-labels for IDNs.
@@ -86,28 +101,37 @@ fn idna_ascii(d: &str) -> Option<String> {
 /// Applies the rule above to the message's From header field values.
 pub fn identify<'a>(from_values: impl IntoIterator<Item = &'a [u8]>) -> FromIdentity {
     let values: Vec<&[u8]> = from_values.into_iter().collect();
+    if values.is_empty() {
+        return FromIdentity::Missing;
+    }
     let mut domains: Vec<String> = Vec::new();
+    let mut problem = None;
     for v in &values {
-        for addr in addresses_of(v) {
-            if let Some(d) = addr.rsplit_once('@').and_then(|(_, d)| normalize_domain(d)) {
-                if !domains.contains(&d) {
-                    domains.push(d);
+        match domains_of(v) {
+            Ok(ds) => {
+                for d in ds {
+                    if !domains.contains(&d) {
+                        domains.push(d);
+                    }
                 }
             }
+            Err(e) => problem = problem.or(Some(e)),
         }
     }
     if domains.is_empty() {
-        return FromIdentity::Missing;
+        return FromIdentity::Invalid(problem.unwrap_or_else(|| "From holds no mailbox".into()));
     }
+    domains.truncate(MAX_FROM_DOMAINS);
     if values.len() > 1 {
-        domains.truncate(MAX_FROM_DOMAINS);
         return FromIdentity::Conflicting {
             domains,
             reason: format!("{} From header fields", values.len()),
         };
     }
+    if let Some(p) = problem {
+        return FromIdentity::Conflicting { domains, reason: p };
+    }
     if domains.len() > 1 {
-        domains.truncate(MAX_FROM_DOMAINS);
         let reason = format!("From has addresses in {} domains", domains.len());
         return FromIdentity::Conflicting { domains, reason };
     }
@@ -155,7 +179,48 @@ mod tests {
     #[test]
     fn missing_or_unparseable() {
         assert_eq!(id(&[]), FromIdentity::Missing);
-        assert_eq!(id(&[" undisclosed"]), FromIdentity::Missing);
+        assert!(matches!(id(&[" undisclosed"]), FromIdentity::Invalid(_)));
+        assert!(matches!(id(&[" Undisclosed:;"]), FromIdentity::Invalid(_)));
+        assert!(matches!(id(&[" a@[192.0.2.1]"]), FromIdentity::Invalid(_)));
+        assert!(matches!(id(&[""]), FromIdentity::Invalid(_)));
+    }
+
+    #[test]
+    fn comments_and_folding_inside_the_address_are_legal() {
+        // RFC 5322 §3.4.1 / §4.4: CFWS around `@` and dots.
+        for v in [
+            " security@(comment)bank.example",
+            " security@bank.example(comment)",
+            " security @ bank . example",
+            " \"x@evil.example\"@bank.example",
+            " <@relay.example:ceo@bank.example>",
+            " \"evil@attacker.example\" <ceo@bank.example>",
+            " CEO\r\n <ceo@Bank.Example>",
+            " Team: a@bank.example, b@bank.example;",
+        ] {
+            assert_eq!(
+                id(&[v]),
+                FromIdentity::Single("bank.example".into()),
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_phrase_with_an_at_sign_is_not_an_address() {
+        // `@` is a special: it cannot stand in a display-name atom.
+        assert!(matches!(
+            id(&[" evil@attacker.example <ceo@bank.example>"]),
+            FromIdentity::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn a_second_unparsable_field_still_conflicts() {
+        let r = id(&[" a@bank.example", " ((("]);
+        assert!(
+            matches!(r, FromIdentity::Conflicting { ref domains, .. } if domains == &["bank.example"])
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The checks: iprev, SPF, DKIM, From hygiene and DMARC. Each produces plain
 //! [`evidence`] data; only this module and `dns` use mail-auth and viaspf.
 
+pub mod address;
 pub mod dkim;
 pub mod dmarc;
 pub mod evidence;
@@ -85,8 +86,13 @@ impl Checker {
     }
 
     /// DKIM over the complete message.
-    pub async fn dkim(&self, raw: &[u8], keys: &dkim::KeyCache) -> Vec<DkimEvidence> {
-        dkim::verify(&self.dns, raw, keys, self.limits.max_signatures).await
+    pub async fn dkim(
+        &self,
+        raw: &[u8],
+        values: &[Vec<u8>],
+        keys: &dkim::KeyCache,
+    ) -> Vec<DkimEvidence> {
+        dkim::verify(&self.dns, raw, values, keys, self.limits.max_signatures).await
     }
 
     /// DMARC from the other results.

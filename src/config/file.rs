@@ -66,8 +66,12 @@ pub struct RawPolicy {
     pub dmarc_temperror: Option<String>,
     pub dmarc_reject_reply: Option<RawReply>,
     pub dmarc_temperror_reply: Option<RawReply>,
+    pub invalid_from: Option<String>,
+    pub invalid_from_reply: Option<RawReply>,
+    pub dkim_over_limit: Option<String>,
     pub spf_reject_at_mail: Option<bool>,
     pub trusted_networks: Option<Vec<String>>,
+    pub trust_local: Option<bool>,
     pub trust_authenticated: Option<bool>,
     /// check name → result word → rule
     pub rules: Option<BTreeMap<String, BTreeMap<String, RawRule>>>,

@@ -497,6 +497,48 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         &temp_default,
         true,
     )?;
+    let action_key = |key: &str, value: Option<&str>, default: Action, allowed: &[Action]| {
+        let name = value.unwrap_or(default.as_str());
+        Action::from_name(name)
+            .filter(|a| allowed.contains(a))
+            .ok_or_else(|| {
+                let names: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+                ctx.err(
+                    "policy",
+                    key,
+                    format!("`{name}`: expected one of {}", names.join(", ")),
+                )
+            })
+    };
+    use Action::{Accept, Quarantine, Reject, Tag, Tempfail};
+    let invalid_from = action_key(
+        "invalid_from",
+        p.invalid_from.as_deref(),
+        Reject,
+        &[Accept, Tag, Quarantine, Tempfail, Reject],
+    )?;
+    let invalid_from_reply = parse_reply(
+        &ctx,
+        "policy",
+        "invalid_from_reply",
+        &p.invalid_from_reply.unwrap_or_default(),
+        &Reply::new(
+            if invalid_from == Tempfail { 451 } else { 550 },
+            if invalid_from == Tempfail {
+                "4.7.1"
+            } else {
+                "5.7.1"
+            },
+            "Missing or invalid From header field (RFC 5322)",
+        ),
+        invalid_from == Tempfail,
+    )?;
+    let dkim_over_limit = action_key(
+        "dkim_over_limit",
+        p.dkim_over_limit.as_deref(),
+        Tag,
+        &[Accept, Tag, Quarantine, Tempfail],
+    )?;
     let mut trusted_networks = Vec::new();
     for n in p
         .trusted_networks
@@ -550,8 +592,12 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         dmarc_temperror,
         dmarc_reject_reply,
         dmarc_temperror_reply,
+        invalid_from,
+        invalid_from_reply,
+        dkim_over_limit,
         spf_reject_at_mail: p.spf_reject_at_mail.unwrap_or(false),
         trusted_networks,
+        trust_local: p.trust_local.unwrap_or(true),
         trust_authenticated: p.trust_authenticated.unwrap_or(true),
         rules,
         overrides,

@@ -251,12 +251,17 @@ impl Dns {
         }
     }
 
-    /// Whether a domain exists (RFC 9989 `np`): NXDOMAIN for A means it does not.
-    /// `None` when DNS cannot tell.
+    /// Whether a domain exists (RFC 9989 `np`, RFC 8020): NXDOMAIN means it
+    /// does not; NODATA, and a CNAME at the name even when its target does
+    /// not exist, mean it does. `None` when DNS cannot tell.
     pub async fn domain_exists(&self, name: &str) -> Option<bool> {
         match self.a(name).await {
             Ok(_) | Err(LookupError::NoData) => Some(true),
-            Err(LookupError::NxDomain) => Some(false),
+            Err(LookupError::NxDomain) => match self.lookup(name, RecordType::CNAME).await {
+                Ok(_) | Err(LookupError::NoData) => Some(true),
+                Err(LookupError::NxDomain) => Some(false),
+                Err(LookupError::Temporary(_)) => None,
+            },
             Err(LookupError::Temporary(_)) => None,
         }
     }

@@ -8,7 +8,7 @@
 
 use crate::{
     actions,
-    session::{Outcome, Session},
+    session::{Client, Outcome, Session},
     stats::Stats,
     Shared,
 };
@@ -244,18 +244,30 @@ fn handle_negotiate(
         }
     }
     let mut session = Session::new(rt, granted.contains(ProtoOpts::LEADING_SPACE));
+    session.conn.can_quarantine = actions.contains(Actions::QUARANTINE);
+    if !session.conn.can_quarantine {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            warn!(
+                "MTA does not offer the quarantine action: quarantine verdicts are tagged instead"
+            )
+        });
+    }
     session.noreply = (granted & noreply).bits();
     ctx.data = Some(session);
     Status::Continue
 }
 
 fn handle_connect(ctx: &mut Context<Session>, hostname: CString, info: SocketInfo) -> Status {
-    let ip = match info {
-        SocketInfo::Inet(addr) => Some(addr.ip()),
-        _ => None,
+    let client = match info {
+        // An IPv4-mapped IPv6 address (::ffff:192.0.2.1) is the IPv4 client.
+        SocketInfo::Inet(addr) => Client::Inet(addr.ip().to_canonical()),
+        SocketInfo::Unix(_) => Client::Local,
+        SocketInfo::Unknown => Client::Unknown,
     };
+    let ip = client.ip();
     let session = session!(ctx);
-    session.connect(&hostname.to_string_lossy(), ip);
+    session.connect(&hostname.to_string_lossy(), client);
     debug!(client = ?ip, name = %hostname.to_string_lossy(), "connect");
     Status::Continue
 }

@@ -4,7 +4,9 @@
 //! Rules, in order:
 //! 1. DMARC: `fail` with an effective policy of `reject` rejects, `quarantine`
 //!    quarantines (a local override may make the policy stricter); `temperror`
-//!    tempfails (or accepts, by configuration).
+//!    tempfails (or accepts, by configuration). A message without a usable
+//!    From gets `invalid_from` (reject by default); one whose DMARC result is
+//!    undecided because of a local limit gets `dkim_over_limit` (tag).
 //! 2. The operator's table (`[policy.rules.CHECK]`): every rule whose check
 //!    has the rule's result proposes its action.
 //! 3. The most severe proposal wins (reject > tempfail > quarantine > tag > accept).
@@ -125,8 +127,16 @@ pub struct PolicyConfig {
     pub dmarc_temperror: TempErrorAction,
     pub dmarc_reject_reply: Reply,
     pub dmarc_temperror_reply: Reply,
+    /// What happens to a message without a usable RFC 5322.From.
+    pub invalid_from: Action,
+    pub invalid_from_reply: Reply,
+    /// What happens when DMARC is undecided because a DKIM signature that
+    /// could align was not verified (a local limit): never a reject.
+    pub dkim_over_limit: Action,
     pub spf_reject_at_mail: bool,
     pub trusted_networks: Vec<IpNet>,
+    /// Trust local submissions over a unix socket (no client address).
+    pub trust_local: bool,
     pub trust_authenticated: bool,
     pub rules: Vec<Rule>,
     pub overrides: Vec<Override>,
@@ -197,6 +207,23 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
                 }),
                 DmarcPolicy::None => {}
             }
+        }
+        _ if ev.dmarc.from_unusable && cfg.invalid_from != Action::Accept => {
+            enforced.push(Proposal {
+                action: cfg.invalid_from,
+                reply: Some(cfg.invalid_from_reply.clone()),
+                reason: format!(
+                    "invalid From: {}",
+                    ev.dmarc.reason.as_deref().unwrap_or("unusable")
+                ),
+            });
+        }
+        _ if ev.dmarc.local_limit && cfg.dkim_over_limit != Action::Accept => {
+            enforced.push(Proposal {
+                action: cfg.dkim_over_limit,
+                reply: None,
+                reason: format!("dmarc undecided: DKIM over local limit domain={from}"),
+            });
         }
         AuthResult::TempError if cfg.dmarc_temperror == TempErrorAction::Tempfail => {
             enforced.push(Proposal {

@@ -31,6 +31,9 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
             spf_aligned: false,
             dkim_aligned: false,
             reason: None,
+            policy_domain: None,
+            from_unusable: false,
+            local_limit: false,
         },
     }
 }
@@ -196,6 +199,7 @@ fn dkim_summary_takes_the_best_signature() {
         algorithm: "rsa-sha256".into(),
         b_prefix: "x".into(),
         reason: None,
+        local_limit: false,
     };
     e.dkim = vec![sig(Fail), sig(Pass)];
     assert_eq!(e.dkim_summary(), Pass);

@@ -30,6 +30,27 @@ pub enum Outcome {
     Tempfail(Reply),
 }
 
+/// The client as the MTA describes it at CONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// An IP client (IPv4-mapped IPv6 addresses already turned into IPv4).
+    Inet(IpAddr),
+    /// A local submission over a unix socket.
+    Local,
+    /// An unknown or missing address family.
+    Unknown,
+}
+
+impl Client {
+    /// The client's address, if it has one.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Client::Inet(ip) => Some(ip),
+            _ => None,
+        }
+    }
+}
+
 /// Connection state, kept across messages.
 pub struct Connection {
     pub ip: Option<IpAddr>,
@@ -39,6 +60,9 @@ pub struct Connection {
     pub trusted_network: bool,
     /// Whether the MTA sends header values with their leading space.
     pub leading_space: bool,
+    /// Whether the MTA offered the quarantine action (SMFIF_QUARANTINE);
+    /// without it a quarantine verdict becomes `tag`.
+    pub can_quarantine: bool,
 }
 
 /// One milter connection.
@@ -71,19 +95,27 @@ impl Session {
                 iprev: None,
                 trusted_network: false,
                 leading_space,
+                can_quarantine: true,
             },
             msg: None,
         }
     }
 
     /// CONNECT: start iprev at once.
-    pub fn connect(&mut self, client_name: &str, ip: Option<IpAddr>) {
+    pub fn connect(&mut self, client_name: &str, client: Client) {
+        let ip = client.ip();
         self.conn.client_name = client_name.to_string();
         self.conn.ip = ip;
         self.conn.iprev = None;
         let policy = &self.rt.config.policy;
-        // No IP: a local submission (Postfix non_smtpd_milters, sendmail -bs).
-        self.conn.trusted_network = ip.is_none_or(|ip| policy.is_trusted(ip));
+        self.conn.trusted_network = match client {
+            Client::Inet(ip) => policy.is_trusted(ip),
+            // A local submission over a unix socket (sendmail -bs): trusted
+            // only as `policy.trust_local` says.
+            Client::Local => policy.trust_local,
+            // An unknown family is never trusted.
+            Client::Unknown => false,
+        };
         if let Some(ip) = ip {
             let checker = self.rt.checker.clone();
             self.conn.iprev = Some(Pending::spawn(async move { checker.iprev(ip).await }));
@@ -314,15 +346,16 @@ impl Session {
         };
         let dkim = match keys {
             // The buffer was dropped at the size limit: report, do not verify.
-            _ if msg.truncated => dkim::unverified(
+            _ if msg.truncated => dkim::over_limit(
                 &msg.dkim_values,
-                AuthResult::Policy,
                 "message larger than limits.max_message_size, not verified",
             ),
-            Some(keys) => match timeout_at(deadline, checker.dkim(&msg.raw, &keys)).await {
-                Ok(d) => d,
-                Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
-            },
+            Some(keys) => {
+                match timeout_at(deadline, checker.dkim(&msg.raw, &msg.dkim_values, &keys)).await {
+                    Ok(d) => d,
+                    Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
+                }
+            }
             None => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
         };
         let dmarc = if spf_mailfrom.is_none() && self.conn.ip.is_some() {
@@ -365,7 +398,13 @@ impl Session {
         let ev = self.evidence().await?;
         let msg = self.msg.as_ref()?;
         let cfg = &self.rt.config;
-        let verdict: Verdict = policy::decide(&ev, &self.trust(msg), &cfg.policy);
+        let mut verdict: Verdict = policy::decide(&ev, &self.trust(msg), &cfg.policy);
+        if verdict.action == Action::Quarantine && !self.conn.can_quarantine {
+            // Asking for an action the MTA did not offer would fail the
+            // message on every try: mark it instead.
+            verdict.action = Action::Tag;
+            verdict.reason = format!("{} (MTA offers no quarantine: tagged)", verdict.reason);
+        }
         self.log(msg, &ev, &verdict);
         self.rt
             .stats

@@ -233,15 +233,14 @@ impl Zones {
                     name = next;
                 }
                 _ => {
-                    if !answers.is_empty() {
-                        return Ok((ResponseCode::NoError, answers, soa));
-                    }
+                    // RFC 6604: the RCODE is that of the last name in a CNAME
+                    // chain, so a dangling CNAME answers NXDOMAIN.
                     let rcode = if self.exists(&name) {
                         ResponseCode::NoError
                     } else {
                         ResponseCode::NXDomain
                     };
-                    return Ok((rcode, vec![], soa));
+                    return Ok((rcode, answers, soa));
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! and a milter client that sends a message as Postfix would.
 #![allow(dead_code)]
 
+pub mod dkim_sign;
 pub mod dns_server;
+pub mod replay;
 
 use authmilter::{config::Config, stats::Stats, Runtime, Shared};
 use indymilter_test::{EomAction, EomActions, Status, TestConnection};
@@ -103,6 +105,8 @@ pub struct Envelope {
     pub mail_from: String,
     pub rcpt: Vec<String>,
     pub macros: HashMap<String, String>,
+    /// Body chunk size (the milter protocol's limit is 65,535).
+    pub body_chunk: usize,
 }
 
 impl Envelope {
@@ -114,6 +118,7 @@ impl Envelope {
             mail_from: mail_from.to_string(),
             rcpt: vec!["bob@recipient.test".into()],
             macros: HashMap::new(),
+            body_chunk: 65535,
         }
     }
 }
@@ -260,7 +265,7 @@ pub async fn send_message(conn: &mut TestConnection, env: &Envelope, raw: &[u8])
         conn.header(name.as_str(), v).await.unwrap();
     }
     conn.eoh().await.unwrap();
-    for chunk in body.chunks(65535) {
+    for chunk in body.chunks(env.body_chunk.clamp(1, 65535)) {
         conn.body(chunk.to_vec()).await.unwrap();
     }
     let (actions, status) = conn.eom().await.unwrap();

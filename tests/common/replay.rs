@@ -1,0 +1,193 @@
+//! Replays a corpus in the format of `../shared/corpus/FORMAT.md` through the
+//! real milter protocol, its zones served by the in-process DNS server.
+//!
+//! Two optional case keys go beyond that format, for the project's own
+//! corpus (`tests/own_corpus.rs`): `"config"`, extra TOML lines under
+//! `[policy]` … or whole sections (a case gets its own milter), and
+//! `"expect.reply"`, a prefix the SMTP reply must start with.
+
+use super::{
+    dns_server::{TestDns, Zones},
+    *,
+};
+use serde_json::Value;
+use std::{collections::BTreeMap, path::Path};
+
+fn words(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Replays every case of the corpus in `dir`; returns how many passed, or
+/// the failures.
+pub async fn replay(dir: &Path) -> Result<usize, Vec<String>> {
+    let zones = Zones::from_dir(&dir.join("zones"));
+    let dns = TestDns::start(zones).await;
+    let cases: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let mut by_config: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for case in &cases {
+        let cfg = case["config"].as_str().unwrap_or("").to_string();
+        by_config.entry(cfg).or_default().push(case);
+    }
+    let mut failures = Vec::new();
+    for (cfg, cases) in by_config {
+        let text = config_text(dns.addr, "") + &cfg;
+        let config = authmilter::config::Config::parse(&text, "corpus case config")
+            .unwrap_or_else(|e| panic!("case config {cfg:?}: {e}"));
+        let milter = TestMilter::start(config).await;
+        for case in cases {
+            if let Some(f) = replay_case(dir, milter.addr, case).await {
+                failures.push(f);
+            }
+        }
+        milter.stop().await;
+    }
+    if failures.is_empty() {
+        Ok(cases.len())
+    } else {
+        Err(failures)
+    }
+}
+
+async fn replay_case(dir: &Path, addr: std::net::SocketAddr, case: &Value) -> Option<String> {
+    let id = case["id"].as_str().unwrap();
+    let mut env = Envelope::new(
+        case["client_ip"].as_str().unwrap(),
+        case["helo"].as_str().unwrap(),
+        case["mail_from"].as_str().unwrap(),
+    );
+    env.client_name = case["client_name"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
+    if let Some(m) = case["macros"].as_object() {
+        for (k, v) in m {
+            env.macros
+                .insert(k.clone(), v.as_str().unwrap().to_string());
+        }
+    }
+    if let Some(rcpt) = case["rcpt"].as_array() {
+        env.rcpt = rcpt
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+    }
+    if let Some(c) = case["chunk"].as_u64() {
+        env.body_chunk = c as usize;
+    }
+    let raw = std::fs::read(dir.join(case["msg"].as_str().unwrap())).unwrap();
+    let out = send(addr, &env, &raw).await;
+    let expect = &case["expect"];
+    let alt = &case["alt"];
+    let mut problems = Vec::new();
+    let verdict = expect["verdict"].as_str().unwrap();
+    if out.verdict() != verdict {
+        problems.push(format!(
+            "verdict {} (want {verdict}) reply {:?}",
+            out.verdict(),
+            out.reply()
+        ));
+    }
+    if let Some(prefix) = expect["reply"].as_str() {
+        if !out.reply().is_some_and(|r| r.starts_with(prefix)) {
+            problems.push(format!("reply {:?} (want {prefix}…)", out.reply()));
+        }
+    }
+    if let Some(ar) = out.auth_results() {
+        let res = ar_results(&ar);
+        let get = |m: &str, prop: &str| {
+            res.iter()
+                .filter(|(mm, _, rest)| mm == m && rest.contains(prop))
+                .map(|(_, r, _)| r.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut check = |what: &str, got: Vec<String>, want: &Value, alts: &Value| {
+            if want.is_null() {
+                return;
+            }
+            let mut ok_words = words(want);
+            ok_words.extend(words(alts));
+            let got1 = got.first().cloned().unwrap_or_else(|| "absent".into());
+            if !ok_words.contains(&got1) {
+                problems.push(format!("{what}={got1} (want {ok_words:?})"));
+            }
+        };
+        // spf: the MAIL FROM check, or the HELO check for the null sender.
+        let spf = if env.mail_from.is_empty() {
+            get("spf", "smtp.helo")
+        } else {
+            get("spf", "smtp.mailfrom")
+        };
+        check("spf", spf, &expect["spf"], &alt["spf"]);
+        check(
+            "spf_helo",
+            get("spf", "smtp.helo"),
+            &expect["spf_helo"],
+            &alt["spf_helo"],
+        );
+        check("iprev", get("iprev", ""), &expect["iprev"], &alt["iprev"]);
+        check("dmarc", get("dmarc", ""), &expect["dmarc"], &alt["dmarc"]);
+        let dkim: Vec<String> = res
+            .iter()
+            .filter(|(m, _, _)| m == "dkim")
+            .map(|(_, r, _)| r.clone())
+            .collect();
+        if let Some(want_dkim) = expect["dkim"].as_array() {
+            let got_dkim: Vec<String> = if want_dkim.is_empty() && dkim == ["none"] {
+                vec![]
+            } else {
+                dkim
+            };
+            if got_dkim.len() != want_dkim.len() {
+                problems.push(format!("dkim={got_dkim:?} (want {want_dkim:?})"));
+            } else {
+                for (i, w) in want_dkim.iter().enumerate() {
+                    let mut ok = words(w);
+                    if let Some(a) = alt["dkim"].as_array().and_then(|a| a.get(i)) {
+                        ok.extend(words(a));
+                    }
+                    if !ok.contains(&got_dkim[i]) {
+                        problems.push(format!("dkim[{i}]={} (want {ok:?})", got_dkim[i]));
+                    }
+                }
+            }
+        }
+        if !expect["dmarc_policy"].is_null() {
+            let pol = res
+                .iter()
+                .find(|(m, _, _)| m == "dmarc")
+                .and_then(|(_, _, rest)| {
+                    rest.split("policy.dmarc=")
+                        .nth(1)
+                        .map(|p| p.split_whitespace().next().unwrap_or("").to_string())
+                })
+                .unwrap_or_else(|| "absent".to_string());
+            let mut ok = words(&expect["dmarc_policy"]);
+            ok.extend(words(&alt["dmarc_policy"]));
+            let absent_ok =
+                pol == "absent" && ok.contains(&"none".to_string()) && expect["dmarc"] == "none";
+            if !ok.contains(&pol) && !absent_ok {
+                problems.push(format!("dmarc_policy={pol} (want {ok:?})"));
+            }
+        }
+        if expect["forged_ar_removed"].as_bool() == Some(true) && out.deleted().is_empty() {
+            problems.push("forged Authentication-Results not removed".into());
+        }
+    } else if out.verdict() != "reject" && out.verdict() != "tempfail" {
+        problems.push("no Authentication-Results inserted".into());
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "{id}: {}\n    A-R: {:?}",
+            problems.join("; "),
+            out.auth_results()
+        )
+    })
+}

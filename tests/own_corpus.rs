@@ -1,0 +1,676 @@
+//! The project's own conformance corpus: zones, keys made for the tests,
+//! messages signed by the test suite's own RFC 6376 signer
+//! (`common::dkim_sign`), and the results the RFCs require. It is generated
+//! into a temporary folder in the format of the public corpus
+//! (`../shared/corpus/FORMAT.md`, restated in `common::replay`) and replayed
+//! through the real milter protocol, so a fresh clone without `../shared`
+//! tests DMARC alignment, `sp`/`np`/`psd`, `t=`, policy discovery, From
+//! parsing and the DKIM rules a receiver can get wrong.
+//!
+//! Each case cites the clause it comes from. Set `AUTHMILTER_WRITE_CORPUS`
+//! to a folder to keep the generated corpus (to read it, or replay it with
+//! another filter).
+
+mod common;
+
+use common::dkim_sign::{sign, Canon, Key, Spec};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// The legitimate sender of bank.test, with a forward-confirmed PTR.
+const BANK_IP: &str = "192.0.2.10";
+/// A host without PTR that no SPF record lists.
+const SPOOF_IP: &str = "198.51.100.7";
+/// An ESP that sends for several customers.
+const ESP_IP: &str = "192.0.2.20";
+
+struct Corpus {
+    zones: Vec<(String, String)>,
+    msgs: Vec<(String, Vec<u8>)>,
+    cases: Vec<Value>,
+}
+
+fn zone(origin: &str, records: &str) -> (String, String) {
+    (
+        origin.to_string(),
+        format!(
+            "$ORIGIN {origin}.\n$TTL 0\n@ IN SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 0\n{records}"
+        ),
+    )
+}
+
+/// A message with the given From field value (after the colon), extra
+/// header lines and body.
+fn msg(from: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{extra}From:{from}\r\nTo: bob@recipient.test\r\nSubject: Your statement\r\nDate: Tue, 01 Dec 2026 08:00:00 +0000\r\nMessage-ID: <m1@example>\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+impl Corpus {
+    fn case(
+        &mut self,
+        id: &str,
+        about: &str,
+        (ip, helo, mail_from): (&str, &str, &str),
+        raw: Vec<u8>,
+        expect: Value,
+    ) -> &mut Value {
+        let file = format!("msgs/{id}.eml");
+        self.msgs.push((file.clone(), raw));
+        self.cases.push(json!({
+            "id": id,
+            "about": about,
+            "client_ip": ip,
+            "client_name": "unknown",
+            "helo": helo,
+            "mail_from": mail_from,
+            "rcpt": ["bob@recipient.test"],
+            "msg": file,
+            "expect": expect,
+        }));
+        self.cases.last_mut().unwrap()
+    }
+
+    fn write(&self, dir: &Path) {
+        std::fs::create_dir_all(dir.join("zones")).unwrap();
+        std::fs::create_dir_all(dir.join("msgs")).unwrap();
+        for (origin, text) in &self.zones {
+            std::fs::write(dir.join(format!("zones/{origin}.zone")), text).unwrap();
+        }
+        for (file, raw) in &self.msgs {
+            std::fs::write(dir.join(file), raw).unwrap();
+        }
+        let cases = serde_json::to_string_pretty(&self.cases).unwrap();
+        std::fs::write(dir.join("cases.json"), cases).unwrap();
+    }
+}
+
+fn zones() -> Vec<(String, String)> {
+    let ed = Key::ed25519(1);
+    let ed2 = Key::ed25519(2);
+    let rsa = Key::rsa2048();
+    vec![
+        zone("test", ""),
+        zone(
+            "2.0.192.in-addr.arpa",
+            "10 IN PTR mail.bank.test.\n20 IN PTR mail.esp.test.\n",
+        ),
+        zone("100.51.198.in-addr.arpa", ""),
+        // The spoofer's own domain: no SPF record, no DMARC record.
+        zone("evil.test", ""),
+        zone(
+            "bank.test",
+            &format!(
+                "@ IN TXT \"v=spf1 ip4:{BANK_IP} -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\nmail IN A {BANK_IP}\n{}{}",
+                ed.zone_line("s1"),
+                rsa.zone_line("r1")
+            ),
+        ),
+        zone(
+            "esp.test",
+            &format!(
+                "@ IN TXT \"v=spf1 ip4:{ESP_IP} -all\"\nmail IN A {ESP_IP}\n{}",
+                ed2.zone_line("e1")
+            ),
+        ),
+        // RFC 9989 §4.10.1: a record at an intermediate name is not the policy.
+        zone(
+            "bigco.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject\"\n_dmarc.region IN TXT \"v=DMARC1; p=none\"\nemea.region IN A 192.0.2.99\n",
+        ),
+        zone(
+            "spco.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject; sp=quarantine\"\n_dmarc.region IN TXT \"v=DMARC1; p=none\"\nemea.region IN A 192.0.2.99\n",
+        ),
+        // PSD (RFC 9989 §4.10.1, §4.10.2 rule 2).
+        zone(
+            "psd.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject; psd=y\"\ncity.agency IN A 192.0.2.99\n",
+        ),
+        zone(
+            "orgn.test",
+            &format!(
+                "@ IN TXT \"v=spf1 ip4:{ESP_IP} -all\"\n_dmarc IN TXT \"v=DMARC1; p=quarantine\"\n_dmarc.unit IN TXT \"v=DMARC1; p=reject; psd=n\"\na.unit IN A 192.0.2.99\n"
+            ),
+        ),
+        zone(
+            "ps2.test",
+            &format!(
+                "_dmarc IN TXT \"v=DMARC1; p=reject\"\n_dmarc.sub IN TXT \"v=DMARC1; p=none; psd=y\"\n{}",
+                ed.zone_line("s1")
+            ),
+        ),
+        // sp / np (RFC 9989 §4.7, RFC 8020).
+        zone(
+            "subs.test",
+            "_dmarc IN TXT \"v=DMARC1; p=none; sp=quarantine; np=reject\"\nexists IN A 192.0.2.99\nnodata IN TXT \"no address here\"\ndangling IN CNAME gone.subs.test.\n",
+        ),
+        zone(
+            "nponly.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject; sp=none\"\n",
+        ),
+        zone(
+            "testing.test",
+            "_dmarc IN TXT \"v=DMARC1; p=quarantine; t=y\"\n",
+        ),
+        // Alignment modes (RFC 9989 §4.4).
+        zone(
+            "strict.test",
+            &format!(
+                "@ IN TXT \"v=spf1 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject; adkim=s; aspf=s\"\nbounce IN TXT \"v=spf1 ip4:{ESP_IP} -all\"\n{}mail IN A 192.0.2.99\n",
+                ed.zone_line("s1").replacen("s1._domainkey", "s1._domainkey.mail", 1)
+            ),
+        ),
+        zone(
+            "relaxed.test",
+            &format!(
+                "@ IN TXT \"v=spf1 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\nbounce IN TXT \"v=spf1 ip4:{ESP_IP} -all\"\n{}mail IN A 192.0.2.99\n",
+                ed.zone_line("s1").replacen("s1._domainkey", "s1._domainkey.mail", 1)
+            ),
+        ),
+        // Record syntax (RFC 9989 §4.7, §4.8).
+        zone("upper.test", "_dmarc IN TXT \"V=DMARC1; P=REJECT\"\n"),
+        zone("lowerv.test", "_dmarc IN TXT \"v=dmarc1; p=reject\"\n"),
+        zone("spaced.test", "_dmarc IN TXT \"v = DMARC1 ;  p = reject ;\"\n"),
+        zone(
+            "mixed.test",
+            "_dmarc IN TXT \"v=spf1 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\n",
+        ),
+        zone(
+            "two.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject\"\n_dmarc IN TXT \"v=DMARC1; p=none\"\n",
+        ),
+        zone("badsp.test", "_dmarc IN TXT \"v=DMARC1; p=reject; sp=bogus\"\n"),
+        zone(
+            "badsprua.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject; sp=bogus; rua=mailto:agg@badsprua.test\"\n",
+        ),
+        zone(
+            "badrua.test",
+            "_dmarc IN TXT \"v=DMARC1; p=bogus; rua=not a uri\"\n",
+        ),
+    ]
+}
+
+fn build() -> Corpus {
+    let ed = Key::ed25519(1);
+    let ed2 = Key::ed25519(2);
+    let rsa = Key::rsa2048();
+    let mut c = Corpus {
+        zones: zones(),
+        msgs: vec![],
+        cases: vec![],
+    };
+    let bank = (BANK_IP, "mail.bank.test", "alerts@bank.test");
+    let spoof = (SPOOF_IP, "mail.evil.test", "x@evil.test");
+    let esp = (ESP_IP, "mail.esp.test", "bounce@esp.test");
+    let bank_from = " Bank <alerts@bank.test>";
+    let signed = |raw: Vec<u8>, spec: &Spec, key: &Key| sign(&raw, key, spec);
+    let bank_spec = Spec::new("bank.test", "s1");
+
+    // --- DKIM: canonicalization (RFC 6376 §3.4) -------------------------
+    for (id, body, canon) in [
+        (
+            "dkim-relaxed-whitespace-only-lines",
+            "text\r\n \r\n\t\r\n",
+            Canon::Relaxed,
+        ),
+        (
+            "dkim-relaxed-wsp-runs-and-trailing-wsp",
+            "a  \t b \r\n  c\t\r\n\r\n\r\n",
+            Canon::Relaxed,
+        ),
+        ("dkim-relaxed-empty-body", "", Canon::Relaxed),
+        (
+            "dkim-relaxed-only-blank-lines",
+            "\r\n \r\n\r\n",
+            Canon::Relaxed,
+        ),
+        (
+            "dkim-simple-trailing-blank-lines",
+            "text\r\n\r\n\r\n",
+            Canon::Simple,
+        ),
+        ("dkim-simple-empty-body", "", Canon::Simple),
+    ] {
+        let spec = Spec {
+            body_canon: canon,
+            header_canon: canon,
+            ..Spec::new("bank.test", "s1")
+        };
+        for chunk in [65535, 1, 3] {
+            let raw = signed(msg(bank_from, "", body), &spec, &ed);
+            c.case(
+                &format!("{id}-chunk{chunk}"),
+                "RFC 6376 §3.4.3/§3.4.4 canonical body, whatever the milter chunking; DKIM is the only aligned pass (SPF fails)",
+                spoof,
+                raw,
+                json!({"spf": "none", "dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+            )["chunk"] = json!(chunk);
+        }
+    }
+    let raw = signed(
+        msg(
+            " Bank\r\n  <alerts@bank.test>",
+            "X-Folded: a\r\n\t  b  \r\n",
+            "Hi.\r\n",
+        ),
+        &Spec {
+            headers: &["from", "x-folded", "subject"],
+            ..Spec::new("bank.test", "r1")
+        },
+        &rsa,
+    );
+    c.case(
+        "dkim-rsa-relaxed-folded-headers",
+        "RFC 6376 §3.4.2: relaxed header canonicalization unfolds and compresses WSP; RSA-SHA256",
+        spoof,
+        raw,
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    let raw = signed(
+        msg(bank_from, "", "Hi.\r\n"),
+        &Spec {
+            headers: &["from", "from", "subject", "subject"],
+            ..Spec::new("bank.test", "s1")
+        },
+        &ed,
+    );
+    c.case(
+        "dkim-oversigned-headers",
+        "RFC 6376 §5.4.2: a name listed more often than it occurs hashes as empty",
+        spoof,
+        raw,
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+
+    // --- DKIM: validity (RFC 6376 §5.4, §6.1.1) --------------------------
+    let raw = signed(
+        msg(bank_from, "", "Pay now.\r\n"),
+        &Spec {
+            headers: &["to", "subject", "date"],
+            ..Spec::new("bank.test", "s1")
+        },
+        &ed,
+    );
+    c.case(
+        "dkim-from-not-signed",
+        "RFC 6376 §5.4/§6.1.1: From MUST be signed; a signature without it is invalid and never aligns",
+        spoof,
+        raw,
+        json!({"dkim": ["permerror"], "dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+    );
+    c.case(
+        "dkim-unparsable-signature",
+        "RFC 6376 §6.1.1: a signature that does not parse is permerror, never dkim=none",
+        spoof,
+        msg(
+            bank_from,
+            "DKIM-Signature: v=1; a=rsa-sha256; d=bank.test; s=s1; h=from; bh=!!!; b=???\r\n",
+            "x\r\n",
+        ),
+        json!({"dkim": ["permerror"], "dmarc": "fail", "verdict": "reject"}),
+    );
+    let raw = signed(
+        msg(bank_from, "", "Hi.\r\n"),
+        &Spec {
+            extra: "i=@other.test",
+            ..Spec::new("bank.test", "s1")
+        },
+        &ed,
+    );
+    c.case(
+        "dkim-i-outside-d",
+        "RFC 6376 §6.1.1: i= must be d= or a subdomain of it",
+        spoof,
+        raw,
+        json!({"dkim": [["fail", "permerror", "neutral"]], "dmarc": "fail", "verdict": "reject"}),
+    );
+    let raw = signed(
+        msg(bank_from, "", "Hi.\r\n"),
+        &Spec {
+            extra: "t=1600000000; x=1600000100",
+            ..Spec::new("bank.test", "s1")
+        },
+        &ed,
+    );
+    c.case(
+        "dkim-expired",
+        "RFC 6376 §3.5 x=: an expired signature is not a pass",
+        spoof,
+        raw,
+        json!({"dkim": [["neutral", "fail", "permerror", "policy"]], "dmarc": "fail", "verdict": "reject"}),
+    );
+    let mut tampered = signed(msg(bank_from, "", "Pay 10.\r\n"), &bank_spec, &ed);
+    let n = tampered.len();
+    tampered[n - 5] = b'9';
+    c.case(
+        "dkim-body-changed",
+        "RFC 6376 §6.1.3: body hash mismatch is a failure",
+        spoof,
+        tampered,
+        json!({"dkim": ["fail"], "dmarc": "fail", "verdict": "reject"}),
+    );
+
+    // --- Local limits never make DMARC fail (issue 9 item 5) -------------
+    let big_body = "x".repeat(80) + "\r\n";
+    let raw = signed(msg(bank_from, "", &big_body.repeat(40)), &bank_spec, &ed);
+    c.case(
+        "limit-message-size-dkim-only-alignment",
+        "a signature not verified because of limits.max_message_size is not a DMARC failure: never rejected",
+        spoof,
+        raw,
+        json!({"dkim": ["policy"], "dmarc": "permerror", "verdict": "accept"}),
+    )["config"] = json!("\n[limits]\nmax_message_size = 2048\n");
+    let first = signed(msg(bank_from, "", "Hi.\r\n"), &bank_spec, &ed);
+    let raw = signed(first, &Spec::new("esp.test", "e1"), &ed2);
+    c.case(
+        "limit-max-signatures",
+        "the aligned signature is past limits.max_signatures: not verified, not a DMARC failure",
+        spoof,
+        raw,
+        json!({"dkim": ["pass", "policy"], "dmarc": "permerror", "verdict": "accept"}),
+    )["config"] = json!("\n[limits]\nmax_signatures = 1\n");
+
+    // --- DMARC policy discovery (RFC 9989 §4.10.1) -----------------------
+    c.case(
+        "dmarc-intermediate-record-is-not-the-policy",
+        "From emea.region.bigco.test: _dmarc.region.bigco.test (p=none) is neither the Author Domain nor the Organizational Domain; bigco.test's p=reject applies",
+        spoof,
+        msg(" x@emea.region.bigco.test", "", "x\r\n"),
+        json!({"dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+    );
+    c.case(
+        "dmarc-intermediate-record-sp",
+        "as above with sp=quarantine at the Organizational Domain",
+        spoof,
+        msg(" x@emea.region.spco.test", "", "x\r\n"),
+        json!({"dmarc": "fail", "dmarc_policy": "quarantine", "verdict": "quarantine"}),
+    );
+    c.case(
+        "dmarc-psd-policy",
+        "no record at city.agency.psd.test or agency.psd.test: the PSD record (psd=y) applies",
+        spoof,
+        msg(" x@city.agency.psd.test", "", "x\r\n"),
+        json!({"dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+    );
+    c.case(
+        "dmarc-psd-n-is-the-org-domain",
+        "psd=n at unit.orgn.test makes it the Organizational Domain: SPF pass for orgn.test does not align with a.unit.orgn.test",
+        (ESP_IP, "mail.esp.test", "bounce@orgn.test"),
+        msg(" x@a.unit.orgn.test", "", "x\r\n"),
+        json!({"spf": "pass", "dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+    );
+    let raw = signed(
+        msg(" x@sub.ps2.test", "", "x\r\n"),
+        &Spec::new("ps2.test", "s1"),
+        &ed,
+    );
+    c.case(
+        "dmarc-psd-y-on-the-starting-domain",
+        "RFC 9989 §4.10.2 rule 2 excludes psd=y on the domain where the walk starts: the Organizational Domain of sub.ps2.test is ps2.test, so d=ps2.test aligns",
+        spoof,
+        raw,
+        json!({"dkim": ["pass"], "dmarc": "pass", "dmarc_policy": "none", "verdict": "accept"}),
+    );
+
+    // --- sp / np (RFC 9989 §4.7, RFC 8020) --------------------------------
+    for (id, from, policy, verdict) in [
+        (
+            "dmarc-sp-existing",
+            "exists.subs.test",
+            "quarantine",
+            "quarantine",
+        ),
+        (
+            "dmarc-sp-nodata-exists",
+            "nodata.subs.test",
+            "quarantine",
+            "quarantine",
+        ),
+        (
+            "dmarc-sp-dangling-cname-exists",
+            "dangling.subs.test",
+            "quarantine",
+            "quarantine",
+        ),
+        ("dmarc-np-nxdomain", "ghost.subs.test", "reject", "reject"),
+        ("dmarc-no-np-uses-sp", "ghost.nponly.test", "none", "accept"),
+        ("dmarc-org-domain-uses-p", "subs.test", "none", "accept"),
+    ] {
+        c.case(
+            id,
+            "p for the domain itself, sp for an existing subdomain (NODATA and a CNAME mean it exists), np for a non-existent one, each falling back",
+            spoof,
+            msg(&format!(" x@{from}"), "", "x\r\n"),
+            json!({"dmarc": "fail", "dmarc_policy": policy, "verdict": verdict}),
+        );
+    }
+    c.case(
+        "dmarc-t-y-quarantine-to-none",
+        "RFC 9989 §4.7 t=y: one level below the published policy (quarantine → none)",
+        spoof,
+        msg(" x@testing.test", "", "x\r\n"),
+        json!({"dmarc": "fail", "dmarc_policy": "quarantine", "verdict": "accept"}),
+    );
+
+    // --- Alignment (RFC 9989 §4.4) ---------------------------------------
+    let strict_mail = Spec::new("mail.strict.test", "s1");
+    let relaxed_mail = Spec::new("mail.relaxed.test", "s1");
+    c.case(
+        "dmarc-adkim-s-subdomain-fails",
+        "adkim=s: d=mail.strict.test is not identical to strict.test",
+        spoof,
+        signed(msg(" x@strict.test", "", "x\r\n"), &strict_mail, &ed),
+        json!({"dkim": ["pass"], "dmarc": "fail", "verdict": "reject"}),
+    );
+    c.case(
+        "dmarc-adkim-r-subdomain-aligns",
+        "adkim=r: d=mail.relaxed.test shares the Organizational Domain relaxed.test",
+        spoof,
+        signed(msg(" x@relaxed.test", "", "x\r\n"), &relaxed_mail, &ed),
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    c.case(
+        "dmarc-aspf-s-subdomain-fails",
+        "aspf=s: SPF pass for bounce.strict.test is not identical to strict.test",
+        (ESP_IP, "mail.esp.test", "b@bounce.strict.test"),
+        msg(" x@strict.test", "", "x\r\n"),
+        json!({"spf": "pass", "dmarc": "fail", "verdict": "reject"}),
+    );
+    c.case(
+        "dmarc-aspf-r-subdomain-aligns",
+        "aspf=r: SPF pass for bounce.relaxed.test aligns with relaxed.test",
+        (ESP_IP, "mail.esp.test", "b@bounce.relaxed.test"),
+        msg(" x@relaxed.test", "", "x\r\n"),
+        json!({"spf": "pass", "dmarc": "pass", "verdict": "accept"}),
+    );
+    c.case(
+        "dmarc-unrelated-pass-does-not-align",
+        "SPF and DKIM pass for esp.test do not align with bank.test",
+        esp,
+        signed(
+            msg(bank_from, "", "x\r\n"),
+            &Spec::new("esp.test", "e1"),
+            &ed2,
+        ),
+        json!({"spf": "pass", "dkim": ["pass"], "dmarc": "fail", "verdict": "reject"}),
+    );
+
+    // --- Record syntax (RFC 9989 §4.7, §4.8, §4.10.1) ---------------------
+    for (id, from, dmarc, policy, verdict, about) in [
+        (
+            "dmarc-record-tag-names-any-case",
+            "upper.test",
+            "fail",
+            "reject",
+            "reject",
+            "ABNF literals are case-insensitive: V=DMARC1; P=REJECT is a record",
+        ),
+        (
+            "dmarc-record-version-case-sensitive",
+            "lowerv.test",
+            "none",
+            "absent",
+            "accept",
+            "the v value is %s\"DMARC1\": v=dmarc1 is not a record",
+        ),
+        (
+            "dmarc-record-wsp-around-separators",
+            "spaced.test",
+            "fail",
+            "reject",
+            "reject",
+            "dmarc-sep and equals allow WSP",
+        ),
+        (
+            "dmarc-record-beside-other-txt",
+            "mixed.test",
+            "fail",
+            "reject",
+            "reject",
+            "records not starting with v=DMARC1 are discarded before counting",
+        ),
+        (
+            "dmarc-record-two-records",
+            "two.test",
+            "none",
+            "absent",
+            "accept",
+            "several DMARC records are all discarded",
+        ),
+        (
+            "dmarc-record-invalid-sp-no-rua",
+            "badsp.test",
+            "none",
+            "absent",
+            "accept",
+            "an invalid sp and no valid rua: no DMARC processing",
+        ),
+        (
+            "dmarc-record-invalid-sp-with-rua",
+            "badsprua.test",
+            "fail",
+            "none",
+            "accept",
+            "an invalid sp with a valid rua: as if p=none",
+        ),
+        (
+            "dmarc-record-invalid-rua-uri",
+            "badrua.test",
+            "none",
+            "absent",
+            "accept",
+            "an invalid p with a rua that is no URI: no DMARC processing",
+        ),
+    ] {
+        c.case(
+            id,
+            about,
+            spoof,
+            msg(&format!(" x@{from}"), "", "x\r\n"),
+            json!({"dmarc": dmarc, "dmarc_policy": policy, "verdict": verdict}),
+        );
+    }
+
+    // --- The Author Domain (RFC 9989 §5.3.1, RFC 5322 §3.4, §3.6.2) -------
+    for (id, from) in [
+        ("from-comment-before-domain", " security@(comment)bank.test"),
+        (
+            "from-comment-after-domain",
+            " security@bank.test (Security Team)",
+        ),
+        ("from-cfws-around-at", " security @ bank . test"),
+        (
+            "from-quoted-at-in-local-part",
+            " \"x@evil.example\"@bank.test",
+        ),
+        (
+            "from-quoted-display-name-with-address",
+            " \"support@evil.example\" <security@bank.test>",
+        ),
+        (
+            "from-obs-route",
+            " <@relay.evil.example:security@bank.test>",
+        ),
+        ("from-group", " Bank Team: security@bank.test;"),
+        ("from-folded", " Bank\r\n Security\r\n <security@BANK.test>"),
+    ] {
+        c.case(
+            id,
+            "legal RFC 5322 From syntax still names bank.test (p=reject): the spoof is rejected",
+            spoof,
+            msg(from, "", "x\r\n"),
+            json!({"dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+        );
+    }
+    c.case(
+        "from-missing",
+        "RFC 5322 §3.6: From is required; without one DMARC cannot apply: rejected by default (policy.invalid_from)",
+        spoof,
+        b"To: bob@recipient.test\r\nSubject: no From\r\n\r\nx\r\n".to_vec(),
+        json!({"verdict": "reject", "reply": "550 5.7.1"}),
+    );
+    c.case(
+        "from-empty-group",
+        "a From without any mailbox cannot be evaluated: rejected by default",
+        spoof,
+        msg(" Undisclosed:;", "", "x\r\n"),
+        json!({"verdict": "reject", "reply": "550 5.7.1"}),
+    );
+    c.case(
+        "from-unparsable",
+        "an unparsable From cannot be evaluated: rejected by default, never dmarc=permerror and accepted",
+        spoof,
+        msg(" security@bank.test <", "", "x\r\n"),
+        json!({"verdict": "reject", "reply": "550 5.7.1"}),
+    );
+    c.case(
+        "from-missing-accept-is-explicit",
+        "policy.invalid_from = accept is an explicit choice",
+        spoof,
+        b"To: bob@recipient.test\r\nSubject: no From\r\n\r\nx\r\n".to_vec(),
+        json!({"dmarc": "permerror", "verdict": "accept"}),
+    )["config"] = json!("invalid_from = \"accept\"\n");
+    c.case(
+        "from-two-domains-one-unserved",
+        "several From domains, one whose policy lookup fails: temperror, not the policies found so far",
+        spoof,
+        msg(" a@bank.test, b@unserved.example", "", "x\r\n"),
+        json!({"dmarc": "temperror", "verdict": "tempfail"}),
+    );
+    c.case(
+        "from-two-fields",
+        "RFC 5322 §3.6: one From field; with two, never a pass",
+        bank,
+        msg(bank_from, "From: other@bank.test\r\n", "x\r\n"),
+        json!({"spf": "pass", "dmarc": "fail", "verdict": "reject"}),
+    );
+
+    // --- Client addresses --------------------------------------------------
+    c.case(
+        "client-ipv4-mapped-ipv6",
+        "an IPv4-mapped IPv6 client (::ffff:192.0.2.10) is the IPv4 client for SPF and iprev",
+        ("::ffff:192.0.2.10", "mail.bank.test", "alerts@bank.test"),
+        msg(bank_from, "", "x\r\n"),
+        json!({"spf": "pass", "iprev": "pass", "dmarc": "pass", "verdict": "accept"}),
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_corpus_cases() {
+    let corpus = build();
+    let dir = tempfile::tempdir().unwrap();
+    let path = match std::env::var_os("AUTHMILTER_WRITE_CORPUS") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => dir.path().to_path_buf(),
+    };
+    corpus.write(&path);
+    match common::replay::replay(&path).await {
+        Ok(n) => eprintln!("{n} own corpus cases passed"),
+        Err(f) => panic!("{} own corpus cases failed:\n{}", f.len(), f.join("\n")),
+    }
+}
