@@ -201,3 +201,71 @@ async fn message_deadline_bounds_the_wait() {
     assert!(took < Duration::from_millis(2500), "took {took:?}");
     milter.stop().await;
 }
+
+const SUBS_ZONE: &str = r#"
+$ORIGIN subs.test.
+$TTL 0
+@       IN SOA ns.subs.test. hostmaster.subs.test. 1 3600 600 86400 0
+_dmarc  IN TXT "v=DMARC1; p=none; sp=none; np=reject"
+"#;
+
+/// The message tempfails with the DMARC temperror reply; configured to
+/// accept instead, its header reads dmarc=temperror (and the other results).
+async fn assert_temperror(dns: &TestDns, env: &Envelope, raw: &[u8], also: &[(&str, &str)]) {
+    let milter = TestMilter::with_policy(dns.addr, "").await;
+    let out = send(milter.addr, env, raw).await;
+    assert_eq!(out.verdict(), "tempfail");
+    assert!(
+        out.reply().unwrap().starts_with("451 4.7.1"),
+        "{:?}",
+        out.reply()
+    );
+    milter.stop().await;
+    let milter = TestMilter::with_policy(dns.addr, "dmarc_temperror = \"accept\"").await;
+    let out = send(milter.addr, env, raw).await;
+    assert_eq!(result_of(&out, "dmarc"), "temperror");
+    for (method, result) in also {
+        assert_eq!(result_of(&out, method), *result, "{method}");
+    }
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn np_existence_lookup_failure_is_temperror_not_the_weaker_policy() {
+    // RFC 9989 §4.10.1: np applies only when the author domain does not
+    // exist; when DNS cannot say, neither sp nor np may be assumed.
+    let mut z = zones(&[SUBS_ZONE]);
+    z.add_error(&fqdn("pay.subs.test"), ResponseCode::ServFail);
+    let dns = TestDns::start(z).await;
+    let spoof = Envelope::new("198.51.100.7", "evil.test", "x@evil.test");
+    assert_temperror(&dns, &spoof, &msg("x@pay.subs.test"), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkim_key_lookup_failure_is_temperror_and_never_a_dmarc_fail() {
+    // RFC 6376 §6.1.2: a key that cannot be fetched for now is TEMPFAIL; when
+    // that signature is the only one that could align, DMARC is unknown
+    // (RFC 9989 §5.3.6): tempfail, not a reject of legitimate mail.
+    let key = common::dkim_sign::Key::ed25519(1);
+    let mut z = zones(&[]);
+    z.add_error(&fqdn("s1._domainkey.bank.test"), ResponseCode::ServFail);
+    let dns = TestDns::start(z).await;
+    let raw = common::dkim_sign::sign(
+        &msg("alerts@bank.test"),
+        &key,
+        &common::dkim_sign::Spec::new("bank.test", "s1"),
+    );
+    let forwarder = Envelope::new("198.51.100.7", "fwd.test", "x@fwd.test");
+    assert_temperror(&dns, &forwarder, &raw, &[("dkim", "temperror")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_higher_up_the_tree_walk_is_temperror() {
+    // RFC 9989 §4.10: no record at the author domain, SERVFAIL at its parent:
+    // the policy is unknown, never "no record".
+    let mut z = zones(&[]);
+    z.add_error(&fqdn("_dmarc.bank.test"), ResponseCode::ServFail);
+    let dns = TestDns::start(z).await;
+    let spoof = Envelope::new("198.51.100.7", "evil.test", "x@evil.test");
+    assert_temperror(&dns, &spoof, &msg("x@branch.bank.test"), &[]).await;
+}

@@ -87,6 +87,17 @@ impl Corpus {
     }
 }
 
+/// Key records a verifier must refuse (RFC 6376 §3.6.1, §6.1.2): an unknown
+/// version, a hash the signature does not use, a key type that is not the
+/// signature's, and a `p=` that is no base64.
+fn bad_keys(ed: &Key) -> String {
+    let rec = ed.record();
+    let p = rec.split("p=").nth(1).unwrap();
+    format!(
+        "kv._domainkey IN TXT \"v=DKIM2; k=ed25519; p={p}\"\nkh._domainkey IN TXT \"v=DKIM1; k=ed25519; h=sha1; p={p}\"\nkk._domainkey IN TXT \"v=DKIM1; k=rsa; p={p}\"\nkp._domainkey IN TXT \"v=DKIM1; k=ed25519; p=!!not-base64!!\"\nks._domainkey IN TXT \"v=DKIM1; k=ed25519; s=web; p={p}\"\n"
+    )
+}
+
 fn zones() -> Vec<(String, String)> {
     let ed = Key::ed25519(1);
     let ed2 = Key::ed25519(2);
@@ -103,9 +114,11 @@ fn zones() -> Vec<(String, String)> {
         zone(
             "bank.test",
             &format!(
-                "@ IN TXT \"v=spf1 ip4:{BANK_IP} -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\nmail IN A {BANK_IP}\n{}{}",
+                "@ IN TXT \"v=spf1 ip4:{BANK_IP} -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\nmail IN A {BANK_IP}\nmail IN TXT \"v=spf1 a -all\"\n{}{}{}{}",
                 ed.zone_line("s1"),
-                rsa.zone_line("r1")
+                rsa.zone_line("r1"),
+                Key::rsa4096().zone_line("r4"),
+                bad_keys(&ed)
             ),
         ),
         zone(
@@ -187,6 +200,10 @@ fn zones() -> Vec<(String, String)> {
             "badsprua.test",
             "_dmarc IN TXT \"v=DMARC1; p=reject; sp=bogus; rua=mailto:agg@badsprua.test\"\n",
         ),
+        // RFC 9989 §4.5 / RFC 7208 §3.3: TXT strings are joined.
+        zone("split.test", "_dmarc IN TXT \"v=DMARC1; p=\" \"reject\"\n"),
+        // Only the author's zone is served: its parent answers SERVFAIL.
+        zone("a.errwalk.example", ""),
         zone(
             "badrua.test",
             "_dmarc IN TXT \"v=DMARC1; p=bogus; rua=not a uri\"\n",
@@ -647,6 +664,123 @@ fn build() -> Corpus {
         bank,
         msg(bank_from, "From: other@bank.test\r\n", "x\r\n"),
         json!({"spf": "pass", "dmarc": "fail", "verdict": "reject"}),
+    );
+
+    // --- More DKIM validity (RFC 6376 §3.5, §6.1.1, §6.1.2, RFC 8301) ------
+    let good = signed(msg(bank_from, "", "Hi.\r\n"), &bank_spec, &ed);
+    let v2 = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen("v=1;", "v=2;", 1);
+    c.case(
+        "dkim-signature-version-2",
+        "RFC 6376 §6.1.1: a v= other than 1 is PERMFAIL (incompatible version)",
+        spoof,
+        v2.into_bytes(),
+        json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
+    );
+    let no_s = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen(" s=s1;", "", 1);
+    c.case(
+        "dkim-signature-missing-selector",
+        "RFC 6376 §6.1.1: a signature without a required tag (s=) is PERMFAIL",
+        spoof,
+        no_s.into_bytes(),
+        json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
+    );
+    for (sel, about) in [
+        (
+            "kv",
+            "RFC 6376 §3.6.1 v=: a key record with an unknown version is unusable",
+        ),
+        (
+            "kh",
+            "RFC 6376 §3.6.1 h=: the key allows only sha1, the signature uses sha256",
+        ),
+        (
+            "kk",
+            "RFC 6376 §6.1.2 step 6: the key type (k=rsa) is not the signature's",
+        ),
+        (
+            "kp",
+            "RFC 6376 §6.1.2: a p= that does not decode is PERMFAIL",
+        ),
+        (
+            "ks",
+            "RFC 6376 §3.6.1 s=: a key for another service (s=web) MUST be ignored",
+        ),
+    ] {
+        c.case(
+            &format!("dkim-bad-key-{sel}"),
+            about,
+            spoof,
+            signed(msg(bank_from, "", "Hi.\r\n"), &Spec::new("bank.test", sel), &ed),
+            json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
+        );
+    }
+    c.case(
+        "dkim-rsa-4096",
+        "RFC 8301 §3.2: verifiers MUST be able to validate keys of 1024 to 4096 bits",
+        spoof,
+        signed(
+            msg(bank_from, "", "Hi.\r\n"),
+            &Spec::new("bank.test", "r4"),
+            &Key::rsa4096(),
+        ),
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    c.case(
+        "dkim-unknown-tag-ignored",
+        "RFC 6376 §3.2: unknown tags MUST be ignored (they are still hashed); q=dns/txt is the default method",
+        spoof,
+        signed(
+            msg(bank_from, "", "Hi.\r\n"),
+            &Spec {
+                extra: "foo=bar; q=dns/txt",
+                ..Spec::new("bank.test", "s1")
+            },
+            &ed,
+        ),
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    c.case(
+        "dmarc-domains-compare-case-insensitively",
+        "RFC 9989 §4.4 / DNS: From x@Bank.TEST aligns with d=BANK.test",
+        spoof,
+        signed(
+            msg(" x@Bank.TEST", "", "Hi.\r\n"),
+            &Spec::new("BANK.test", "s1"),
+            &ed,
+        ),
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    c.case(
+        "dmarc-record-split-strings",
+        "RFC 9989 §4.5: a record in several TXT character-strings is one record (\"v=DMARC1; p=\" \"reject\")",
+        spoof,
+        msg(" x@split.test", "", "x\r\n"),
+        json!({"dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+    );
+    c.case(
+        "dmarc-walk-error-above-the-author",
+        "RFC 9989 §4.10.1: a DNS failure on the tree walk leaves the policy unknown: temperror, never \"no record\"",
+        spoof,
+        msg(" x@a.errwalk.example", "", "x\r\n"),
+        json!({"dmarc": "temperror", "verdict": "tempfail"}),
+    );
+    c.case(
+        "dmarc-helo-pass-does-not-align",
+        "RFC 9989 §4.4.2: with a non-null MAIL FROM the SPF identifier is the MAIL FROM domain; a HELO pass for mail.bank.test does not align",
+        (BANK_IP, "mail.bank.test", "x@evil.test"),
+        msg(bank_from, "", "x\r\n"),
+        json!({"spf": "none", "spf_helo": "pass", "dmarc": "fail", "verdict": "reject"}),
+    );
+    c.case(
+        "dmarc-null-sender-helo-aligns",
+        "RFC 9989 §4.4.2 / RFC 7208 §2.4: for the null sender the HELO identity is the SPF identifier",
+        (BANK_IP, "mail.bank.test", ""),
+        msg(" mailer-daemon@mail.bank.test", "", "x\r\n"),
+        json!({"spf": "pass", "dmarc": "pass", "verdict": "accept"}),
     );
 
     // --- Client addresses --------------------------------------------------

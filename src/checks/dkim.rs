@@ -29,6 +29,33 @@ pub const MIN_RSA_BITS: usize = 1024;
 struct KeyEntry {
     txt: Txt,
     rsa_bits: Option<usize>,
+    /// The record's tags, for the restrictions the library does not check
+    /// (RFC 6376 §3.6.1 `h=`, `s=`).
+    tags: Vec<(String, String)>,
+}
+
+/// RFC 6376 §3.6.1: a key whose `h=` does not list the signature's hash, or
+/// whose `s=` lists neither `email` nor `*`, MUST be ignored (PERMFAIL).
+fn key_restrictions(t: &[(String, String)], sig_hash: &str) -> Option<String> {
+    if let Some(h) = tag(t, "h") {
+        if !h
+            .split(':')
+            .any(|a| a.trim().eq_ignore_ascii_case(sig_hash))
+        {
+            return Some(format!(
+                "key h={h} does not allow {sig_hash} (RFC 6376 3.6.1)"
+            ));
+        }
+    }
+    if let Some(s) = tag(t, "s") {
+        if !s
+            .split(':')
+            .any(|x| x.trim() == "*" || x.trim().eq_ignore_ascii_case("email"))
+        {
+            return Some(format!("key s={s} is not for email (RFC 6376 3.6.1)"));
+        }
+    }
+    None
 }
 
 /// Keys fetched for one message, keyed by `selector._domainkey.domain.`.
@@ -151,6 +178,7 @@ async fn fetch_key(dns: &Dns, name: &str) -> KeyEntry {
                         return KeyEntry {
                             txt: Txt::DomainKey(Arc::new(k)),
                             rsa_bits,
+                            tags: t,
                         };
                     }
                     Err(e) => last_err = e,
@@ -159,19 +187,39 @@ async fn fetch_key(dns: &Dns, name: &str) -> KeyEntry {
             KeyEntry {
                 txt: Txt::Error(last_err),
                 rsa_bits: None,
+                tags: vec![],
             }
         }
         Err(LookupError::Temporary(e)) => KeyEntry {
             txt: Txt::Error(MaError::Dns(DnsError::Resolver(e))),
             rsa_bits: None,
+            tags: vec![],
         },
         Err(LookupError::NxDomain) | Err(LookupError::NoData) => KeyEntry {
             txt: Txt::Error(MaError::Dns(DnsError::RecordNotFound(
                 hickory_resolver::proto::op::ResponseCode::NXDomain,
             ))),
             rsa_bits: None,
+            tags: vec![],
         },
     }
+}
+
+/// The `d=` domains (lower case, distinct) of the first `max` signatures.
+pub fn signing_domains<'a>(
+    signatures: impl IntoIterator<Item = &'a [u8]>,
+    max: usize,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in signatures.into_iter().take(max) {
+        if let Some(d) = tag(&tags(v), "d") {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if !d.is_empty() && !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// Fetches, concurrently, the keys named by the first `max` DKIM-Signature
@@ -288,16 +336,23 @@ fn is_dkim_signature(name: &[u8]) -> bool {
 /// The library's verdict on one parsed signature, with our guards applied.
 fn judge(o: &DkimOutput<'_>, sig: &Signature, keys: &KeyCache) -> (AuthResult, Option<String>) {
     let (result, reason) = map_result(o.result());
-    let key_bits = || {
-        keys.keys
-            .get(key_name(&sig.s, &sig.d).as_str())
-            .and_then(|k| k.rsa_bits)
+    let key = keys.keys.get(key_name(&sig.s, &sig.d).as_str());
+    let key_bits = || key.and_then(|k| k.rsa_bits);
+    let sig_hash = if sig.a == Algorithm::RsaSha1 {
+        "sha1"
+    } else {
+        "sha256"
     };
+    let restricted = key
+        .filter(|k| matches!(k.txt, Txt::DomainKey(_)))
+        .and_then(|k| key_restrictions(&k.tags, sig_hash));
     if !signs_from(&sig.h) {
         (
             AuthResult::PermError,
             Some("From field not signed (RFC 6376 5.4)".into()),
         )
+    } else if let Some(why) = restricted {
+        (AuthResult::PermError, Some(why))
     } else if sig.a == Algorithm::RsaSha1 {
         (
             AuthResult::Policy,

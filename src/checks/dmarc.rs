@@ -304,6 +304,27 @@ impl DmarcLookups {
         Ok(select_org(domain, &walked))
     }
 
+    /// Runs, ahead of time, the walks that relaxed alignment of `ids` with
+    /// `from` would run (the same rule as [`Self::aligned`]); results land
+    /// in the memo, errors are met again at evaluation.
+    pub async fn prefetch_alignment(&self, dns: &Dns, from: &str, ids: &[String]) {
+        let candidates: Vec<&String> = ids
+            .iter()
+            .filter(|id| *id != from && id.rsplit('.').next() == from.rsplit('.').next())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let Ok(org_from) = self.org_domain(dns, from).await else {
+            return;
+        };
+        let walks = candidates
+            .into_iter()
+            .filter(|id| id.ends_with(&format!(".{org_from}")))
+            .map(|id| self.org_domain(dns, id));
+        futures::future::join_all(walks).await;
+    }
+
     /// Identifier alignment (RFC 9989 §4.4): identical (strict), or the same
     /// Organizational Domain (relaxed).
     async fn aligned(&self, dns: &Dns, id: &str, from: &str, strict: bool) -> Result<bool, String> {

@@ -64,12 +64,17 @@ impl Checker {
         (mf, h)
     }
 
-    /// Starts key and policy lookups as soon as the headers are known.
+    /// Starts key, policy and alignment lookups as soon as the headers are
+    /// known: the DKIM keys, the From domain's policy, and the
+    /// Organizational Domain walks that alignment of each DKIM `d=` and of
+    /// the SPF domain (`spf_domain`) will need, so end of message finds them
+    /// in the per-message memo.
     pub async fn prefetch(
         &self,
         dkim_values: Vec<Vec<u8>>,
         from: from::FromIdentity,
         lookups: dmarc::DmarcLookups,
+        spf_domain: Option<String>,
     ) -> dkim::KeyCache {
         let keys = dkim::prefetch_keys(
             &self.dns,
@@ -77,8 +82,17 @@ impl Checker {
             self.limits.max_signatures,
         );
         let policies = async {
-            for d in from.domains() {
-                lookups.discover(&self.dns, &d).await;
+            let domains = from.domains();
+            for d in &domains {
+                lookups.discover(&self.dns, d).await;
+            }
+            if let [author] = domains.as_slice() {
+                let mut ids: Vec<String> = dkim::signing_domains(
+                    dkim_values.iter().map(Vec::as_slice),
+                    self.limits.max_signatures,
+                );
+                ids.extend(spf_domain);
+                lookups.prefetch_alignment(&self.dns, author, &ids).await;
             }
         };
         let (keys, ()) = tokio::join!(keys, policies);

@@ -24,7 +24,27 @@ fn shipped_config_equals_defaults() {
     assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
     assert_eq!(c.policy.trusted_networks, d.policy.trusted_networks);
     assert_eq!(c.policy.dmarc_reject_reply, d.policy.dmarc_reject_reply);
+    assert_eq!(c.policy.invalid_from, d.policy.invalid_from);
+    assert_eq!(c.policy.invalid_from_reply, d.policy.invalid_from_reply);
+    assert_eq!(c.policy.dkim_over_limit, d.policy.dkim_over_limit);
+    assert_eq!(c.policy.trust_local, d.policy.trust_local);
     assert_eq!(c.dns.timeout, d.dns.timeout);
+}
+
+#[test]
+fn verdict_keys_for_from_and_limits() {
+    use crate::policy::Action;
+    let d = Config::default_config();
+    assert_eq!(d.policy.invalid_from, Action::Reject);
+    assert_eq!(d.policy.invalid_from_reply.code, 550);
+    assert_eq!(d.policy.dkim_over_limit, Action::Tag);
+    let c = Config::parse("[policy]\ninvalid_from = \"tempfail\"\n", "t").unwrap();
+    assert_eq!(c.policy.invalid_from_reply.code, 451);
+    // A local limit may never reject.
+    let e = Config::parse("[policy]\ndkim_over_limit = \"reject\"\n", "t").unwrap_err();
+    assert!(e.to_string().contains("policy.dkim_over_limit"), "{e}");
+    let e = Config::parse("[policy]\ninvalid_from = \"bounce\"\n", "t").unwrap_err();
+    assert!(e.to_string().contains("policy.invalid_from"), "{e}");
 }
 
 #[test]

@@ -169,8 +169,10 @@ pub fn default_rule_reply(check: Check, result: AuthResult, action: Action) -> R
             (550, "7.24", "SPF validation error")
         }
         (Check::Spf | Check::SpfHelo, _) => (550, "7.23", "SPF validation failed"),
-        (Check::Dkim, AuthResult::None) => (550, "7.20", "No passing DKIM signature found"),
-        (Check::Dkim, _) => (550, "7.21", "No acceptable DKIM signature found"),
+        // RFC 7372 §3.1: 5.7.21 is for passing signatures that are not
+        // acceptable (dkim=policy); every other result means none passed.
+        (Check::Dkim, AuthResult::Policy) => (550, "7.21", "No acceptable DKIM signature found"),
+        (Check::Dkim, _) => (550, "7.20", "No passing DKIM signature found"),
         (Check::Iprev, _) => (550, "7.25", "Reverse DNS validation failed"),
         (Check::Dmarc, _) => (550, "7.1", "Message rejected by DMARC local policy"),
     };

@@ -14,8 +14,8 @@ use crate::{
 };
 use futures::FutureExt;
 use indymilter::{
-    Actions, Callbacks, Context, EomContext, MacroStage, Macros, NegotiateContext, ProtoOpts,
-    SetErrorReply, SocketInfo, Status,
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
+    ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
 use std::{
     any::Any,
@@ -56,6 +56,9 @@ fn reply_status(reply: &mut impl SetErrorReply, outcome: Outcome) -> Status {
         }
     }
 }
+
+/// How often a long end-of-message wait reports progress to the MTA.
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 macro_rules! session {
     ($ctx:expr) => {
@@ -294,7 +297,28 @@ async fn handle_eom(ctx: &mut EomContext<Session>) -> Status {
         session.msg = None;
         return Status::Tempfail;
     }
-    let Some((_ev, plan)) = session.eom(qid.clone()).await else {
+    // A long wait sends SMFIR_PROGRESS now and then, so an MTA whose milter
+    // timeout is shorter than limits.message_deadline does not give up first.
+    let result = {
+        let eom = session.eom(qid.clone());
+        tokio::pin!(eom);
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + PROGRESS_INTERVAL,
+            PROGRESS_INTERVAL,
+        );
+        loop {
+            tokio::select! {
+                r = &mut eom => break r,
+                _ = ticks.tick() => {
+                    if let Err(e) = ctx.actions.progress().await {
+                        debug!("cannot send progress: {e}");
+                    }
+                }
+            }
+        }
+    };
+    let session = session!(ctx);
+    let Some((_ev, plan)) = result else {
         error!(
             queue_id = qid.as_deref().unwrap_or("-"),
             "end of message without a message; tempfail"

@@ -243,19 +243,43 @@ impl Session {
         msg.append(&line, limit);
     }
 
-    /// End of headers: start DKIM key and DMARC policy lookups.
+    /// End of headers: start DKIM key, DMARC policy and alignment lookups.
     pub fn eoh(&mut self) {
         let limit = self.rt.config.limits.max_message_size;
         let Some(msg) = self.msg.as_mut() else {
             return;
         };
         msg.append(b"\r\n", limit);
+        self.start_prefetch();
+    }
+
+    /// The domain SPF checks for this message: the MAIL FROM domain, or the
+    /// HELO name for the null sender.
+    fn spf_domain(&self, msg: &Message) -> Option<String> {
+        let d = match msg.mail_from.rsplit_once('@') {
+            Some((_, d)) => d.to_string(),
+            None if msg.mail_from.is_empty() => self.conn.helo.clone()?,
+            None => return None,
+        };
+        Some(d.trim_end_matches('.').to_ascii_lowercase()).filter(|d| !d.is_empty())
+    }
+
+    fn start_prefetch(&mut self) {
+        let Some(msg) = self.msg.as_ref() else {
+            return;
+        };
+        let spf_domain = self.spf_domain(msg);
+        let Some(msg) = self.msg.as_mut() else {
+            return;
+        };
         let identity = msg.from_identity();
         let checker = self.rt.checker.clone();
         let dkim_values = msg.dkim_values.clone();
         let lookups = msg.dmarc_lookups.clone();
         msg.keys = Some(Pending::spawn(async move {
-            checker.prefetch(dkim_values, identity, lookups).await
+            checker
+                .prefetch(dkim_values, identity, lookups, spf_domain)
+                .await
         }));
     }
 
@@ -280,21 +304,23 @@ impl Session {
         }
     }
 
-    /// Gathers all evidence for the current message. Nothing waits past
-    /// `limits.message_deadline` (counted from MAIL FROM): a check still
-    /// unanswered then is `temperror`.
+    /// Gathers all evidence for the current message. Every wait is bounded
+    /// by `limits.message_deadline`, counted from when that work could
+    /// start: iprev from CONNECT, SPF from MAIL FROM, key, policy and
+    /// alignment lookups from end of headers, DKIM verification and DMARC
+    /// evaluation from end of message (a slow DATA phase takes nothing from
+    /// them). A check still unanswered then is `temperror`.
     pub async fn evidence(&mut self) -> Option<Evidence> {
         let limit = self.rt.config.limits.message_deadline;
-        let started = self.msg.as_ref()?.started;
-        let deadline = tokio::time::Instant::from_std(started + limit);
         let late = format!(
             "no answer within limits.message_deadline ({:.1}s)",
             limit.as_secs_f64()
         );
+        self.msg.as_ref()?;
         let iprev = match (self.conn.iprev.as_mut(), self.conn.ip) {
-            (Some(p), Some(ip)) => match timeout_at(deadline, p.get()).await {
+            (Some(p), Some(ip)) => match p.get_within(limit).await {
                 Ok(v) => v,
-                Err(_) => Some(IprevEvidence {
+                Err(()) => Some(IprevEvidence {
                     result: AuthResult::TempError,
                     ip,
                     name: None,
@@ -303,12 +329,17 @@ impl Session {
             },
             _ => None,
         };
+        if self.msg.as_ref()?.keys.is_none() {
+            // No EOH seen (an MTA that skipped it): start the lookups now.
+            self.msg.as_mut()?.append(b"\r\n", usize::MAX);
+            self.start_prefetch();
+        }
         let msg = self.msg.as_mut()?;
         let (spf_mailfrom, spf_helo) = match msg.spf.as_mut() {
-            Some(p) => match timeout_at(deadline, p.get()).await {
+            Some(p) => match p.get_within(limit).await {
                 Ok(Some((mf, h))) => (Some(mf), h),
                 Ok(None) => (None, None),
-                Err(_) => (
+                Err(()) => (
                     Some(SpfEvidence {
                         result: AuthResult::TempError,
                         identity: SpfIdentity::MailFrom,
@@ -326,24 +357,13 @@ impl Session {
             None => (None, None),
         };
         let identity = msg.from_identity();
-        if msg.keys.is_none() {
-            // No EOH seen (an MTA that skipped it): start the lookups now.
-            msg.append(b"\r\n", usize::MAX);
-            let checker = self.rt.checker.clone();
-            let (values, id, lookups) = (
-                msg.dkim_values.clone(),
-                identity.clone(),
-                msg.dmarc_lookups.clone(),
-            );
-            msg.keys = Some(Pending::spawn(async move {
-                checker.prefetch(values, id, lookups).await
-            }));
-        }
         let checker = &self.rt.checker;
         let keys = match msg.keys.as_mut() {
-            Some(p) => timeout_at(deadline, p.get()).await.ok().flatten(),
+            Some(p) => p.get_within(limit).await.ok().flatten(),
             None => None,
         };
+        // From here on the work starts at end of message.
+        let deadline = tokio::time::Instant::now() + limit;
         let dkim = match keys {
             // The buffer was dropped at the size limit: report, do not verify.
             _ if msg.truncated => dkim::over_limit(

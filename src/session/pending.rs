@@ -1,13 +1,14 @@
 //! A check started early and awaited later (DNS pipelining).
 
-use std::future::Future;
-use tokio::task::JoinHandle;
+use std::{future::Future, time::Duration};
+use tokio::{task::JoinHandle, time::Instant};
 
 /// A spawned check whose result is fetched once and then kept.
 /// Dropping it aborts the task.
 pub struct Pending<T> {
     handle: Option<JoinHandle<T>>,
     value: Option<T>,
+    started: Instant,
 }
 
 impl<T: Clone + Send + 'static> Pending<T> {
@@ -16,6 +17,7 @@ impl<T: Clone + Send + 'static> Pending<T> {
         Self {
             handle: Some(tokio::spawn(fut)),
             value: None,
+            started: Instant::now(),
         }
     }
 
@@ -24,7 +26,17 @@ impl<T: Clone + Send + 'static> Pending<T> {
         Self {
             handle: None,
             value: Some(value),
+            started: Instant::now(),
         }
+    }
+
+    /// The result, waiting at most until `budget` after the check started
+    /// (its DNS work could not start earlier, so a slow DATA phase does not
+    /// eat into it). `Err(())` when the budget ran out first.
+    pub async fn get_within(&mut self, budget: Duration) -> Result<Option<T>, ()> {
+        tokio::time::timeout_at(self.started + budget, self.get())
+            .await
+            .map_err(|_| ())
     }
 
     /// The result; `None` only if the task panicked or was cancelled.

@@ -32,7 +32,8 @@ impl Canon {
 /// A signing key.
 pub enum Key {
     Ed25519(Ed25519KeyPair),
-    Rsa(RsaKeyPair),
+    /// The key pair and its SubjectPublicKeyInfo in base64.
+    Rsa(RsaKeyPair, &'static str),
 }
 
 impl Key {
@@ -44,14 +45,27 @@ impl Key {
     /// The 2048-bit RSA key made for these tests (tests/fixtures/rsa2048.pk8).
     pub fn rsa2048() -> Key {
         let der = include_bytes!("../fixtures/rsa2048.pk8");
-        Key::Rsa(RsaKeyPair::from_pkcs8(der).unwrap())
+        Key::Rsa(
+            RsaKeyPair::from_pkcs8(der).unwrap(),
+            include_str!("../fixtures/rsa2048.spki.b64"),
+        )
+    }
+
+    /// The 4096-bit RSA key made for these tests (RFC 8301 §3.2: verifiers
+    /// MUST be able to validate keys up to 4096 bits).
+    pub fn rsa4096() -> Key {
+        let der = include_bytes!("../fixtures/rsa4096.pk8");
+        Key::Rsa(
+            RsaKeyPair::from_pkcs8(der).unwrap(),
+            include_str!("../fixtures/rsa4096.spki.b64"),
+        )
     }
 
     /// The `a=` value.
     pub fn algorithm(&self) -> &'static str {
         match self {
             Key::Ed25519(_) => "ed25519-sha256",
-            Key::Rsa(_) => "rsa-sha256",
+            Key::Rsa(..) => "rsa-sha256",
         }
     }
 
@@ -62,10 +76,7 @@ impl Key {
                 "v=DKIM1; k=ed25519; p={}",
                 B64.encode(k.public_key().as_ref())
             ),
-            Key::Rsa(_) => format!(
-                "v=DKIM1; k=rsa; p={}",
-                include_str!("../fixtures/rsa2048.spki.b64").trim()
-            ),
+            Key::Rsa(_, spki) => format!("v=DKIM1; k=rsa; p={}", spki.trim()),
         }
     }
 
@@ -88,7 +99,7 @@ impl Key {
                 .sign(digest::digest(&digest::SHA256, data).as_ref())
                 .as_ref()
                 .to_vec(),
-            Key::Rsa(k) => {
+            Key::Rsa(k, _) => {
                 let mut sig = vec![0; k.public().modulus_len()];
                 k.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), data, &mut sig)
                     .unwrap();

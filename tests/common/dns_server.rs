@@ -300,6 +300,8 @@ pub struct TestDns {
     zones: Arc<RwLock<Zones>>,
     fault: Arc<AtomicU8>,
     pub queries: Arc<AtomicU64>,
+    /// Milliseconds every UDP answer is held back (0: none).
+    delay_ms: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -379,7 +381,13 @@ impl TestDns {
         let zones = Arc::new(RwLock::new(zones));
         let fault = Arc::new(AtomicU8::new(0));
         let queries = Arc::new(AtomicU64::new(0));
-        let (z1, f1, q1) = (zones.clone(), fault.clone(), queries.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (z1, f1, q1, d1) = (
+            zones.clone(),
+            fault.clone(),
+            queries.clone(),
+            delay_ms.clone(),
+        );
         let udp = Arc::new(udp);
         let t_udp = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -396,8 +404,17 @@ impl TestDns {
                     .unwrap_or(512)
                     .max(512);
                 let out = respond(&z1.read().unwrap(), fault, &req, max);
+                let delay = d1.load(Ordering::SeqCst);
                 if let Some(out) = out {
-                    let _ = udp.send_to(&out, peer).await;
+                    if delay == 0 {
+                        let _ = udp.send_to(&out, peer).await;
+                    } else {
+                        let udp = udp.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                            let _ = udp.send_to(&out, peer).await;
+                        });
+                    }
                 }
             }
         });
@@ -436,8 +453,14 @@ impl TestDns {
             zones,
             fault,
             queries,
+            delay_ms,
             tasks: vec![t_udp, t_tcp],
         }
+    }
+
+    /// Holds every UDP answer back by `d` (a slow but working server).
+    pub fn set_delay(&self, d: std::time::Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn set_fault(&self, f: Fault) {
