@@ -69,6 +69,16 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         error!("cannot switch to user {:?}: {e}", config.milter.user);
         return ExitCode::FAILURE;
     }
+    if let Some(user) = config.milter.user.as_deref() {
+        // SIGHUP reads the file again as the unprivileged user.
+        if let Err(e) = std::fs::File::open(&path) {
+            warn!(
+                "{} is not readable by user {user} ({e}): SIGHUP reloads will be refused; \
+                 make it readable by that user (e.g. root:{user}, mode 0640)",
+                path.display()
+            );
+        }
+    }
     let (listener, close) = listener::Closable::new(listener);
     let runtime = match Runtime::new(config, stats.clone()) {
         Ok(r) => r,

@@ -18,6 +18,61 @@ pub struct Stats {
     pub internal_errors: AtomicU64,
     /// Messages between MAIL FROM and their verdict or abort, right now.
     pub in_flight: AtomicU64,
+    /// Bytes buffered for in-flight messages, right now, and at most so far.
+    pub buffered: AtomicU64,
+    pub buffered_peak: AtomicU64,
+    /// Messages tempfailed because `limits.max_buffered_bytes` was reached.
+    pub over_budget: AtomicU64,
+}
+
+/// Bytes one message holds against `limits.max_buffered_bytes`, given back
+/// when it is dropped.
+#[derive(Debug)]
+pub struct Buffered {
+    stats: std::sync::Arc<Stats>,
+    held: u64,
+}
+
+impl Buffered {
+    pub fn new(stats: std::sync::Arc<Stats>) -> Self {
+        Self { stats, held: 0 }
+    }
+
+    /// Takes `n` more bytes if the total stays within `max`; `false` (and
+    /// nothing taken) otherwise.
+    pub fn take(&mut self, n: u64, max: u64) -> bool {
+        let s = &self.stats;
+        let mut cur = s.buffered.load(Relaxed);
+        loop {
+            let next = cur.saturating_add(n);
+            if next > max {
+                return false;
+            }
+            match s
+                .buffered
+                .compare_exchange_weak(cur, next, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    s.buffered_peak.fetch_max(next, Relaxed);
+                    self.held += n;
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Gives every byte held back.
+    pub fn release(&mut self) {
+        self.stats.buffered.fetch_sub(self.held, Relaxed);
+        self.held = 0;
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// Counts a message as in flight until dropped.
@@ -56,7 +111,7 @@ impl Stats {
     /// One line for the log.
     pub fn summary(&self) -> String {
         format!(
-            "messages={} accepted={} tagged={} quarantined={} tempfailed={} rejected={} not_enforced={} internal_errors={}",
+            "messages={} accepted={} tagged={} quarantined={} tempfailed={} rejected={} not_enforced={} internal_errors={} over_budget={} buffered_peak={}",
             self.messages.load(Relaxed),
             self.accepted.load(Relaxed),
             self.tagged.load(Relaxed),
@@ -65,6 +120,8 @@ impl Stats {
             self.rejected.load(Relaxed),
             self.not_enforced.load(Relaxed),
             self.internal_errors.load(Relaxed),
+            self.over_budget.load(Relaxed),
+            self.buffered_peak.load(Relaxed),
         )
     }
 }

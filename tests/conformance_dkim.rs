@@ -31,7 +31,7 @@ use common::{
     *,
 };
 use hickory_proto::rr::{rdata::TXT, RData, Record};
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::path::Path;
 
 /// What one signature must produce.
@@ -159,7 +159,7 @@ fn mail_auth_vectors(dir: &Path) -> Vec<Vector> {
 fn dkimpy_vectors(dir: &Path) -> Vec<Vector> {
     let path = dir.join("vectors.yml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let doc: Value = serde_norway::from_str(&text).unwrap();
     let list = doc["vectors"].as_sequence().expect("vectors: a list");
     list.iter()
         .map(|v| {

@@ -13,7 +13,7 @@ use hickory_proto::rr::{
     rdata::{A, AAAA, CNAME, MX, PTR, TXT},
     Name, RData, Record,
 };
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// Tests deliberately not passed, with the reason. Empty: viaspf's /0 CIDR
 /// and exp= macro bugs are fixed in vendor/viaspf (PATCHES.md). A deviation
@@ -119,7 +119,7 @@ async fn rfc7208_suite() {
     .unwrap();
     let checker = Checker::new(Dns::new(&cfg.dns).unwrap(), cfg.limits.clone());
     let (mut passed, mut failed, mut deviations) = (0, Vec::new(), 0);
-    for doc in serde_yaml::Deserializer::from_str(&text) {
+    for doc in serde_norway::Deserializer::from_str(&text) {
         let scenario = Value::deserialize(doc).unwrap();
         dns_server.set_zones(zones_of(&scenario["zonedata"]));
         let tests = scenario["tests"].as_mapping().unwrap();

@@ -61,3 +61,55 @@ async fn failures_are_not_kept() {
     dns.set_fault(Fault::None);
     assert_eq!(text(r.txt("long.cache.test").await), "v1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_answers_live_for_the_soa_minimum() {
+    // RFC 2308: NXDOMAIN and NODATA are cached for the SOA minimum (300 s).
+    let dns = TestDns::start(zone("v1")).await;
+    let r = resolver(&dns).await;
+    assert_eq!(r.txt("absent.cache.test").await, Err(LookupError::NxDomain));
+    assert_eq!(r.a("long.cache.test").await, Err(LookupError::NoData));
+    let asked = dns.queries.load(Ordering::SeqCst);
+    assert_eq!(r.txt("absent.cache.test").await, Err(LookupError::NxDomain));
+    assert_eq!(r.a("long.cache.test").await, Err(LookupError::NoData));
+    assert_eq!(dns.queries.load(Ordering::SeqCst), asked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_bounded_by_bytes_not_entries() {
+    // Twenty 60 KiB TXT records through a 256 KiB cache: the cache keeps a
+    // few of them, never all, however few entries that is.
+    let big = "x".repeat(250);
+    let strings = vec![format!("\"{big}\""); 240].join(" ");
+    let mut text = String::from(
+        "$ORIGIN big.test.\n$TTL 300\n@ IN SOA ns.big.test. h.big.test. 1 3600 600 86400 300\n",
+    );
+    for i in 0..20 {
+        text.push_str(&format!("s{i} IN TXT {strings}\n"));
+    }
+    let mut z = Zones::with_origins();
+    z.add_zone_text(&text, None);
+    let dns = TestDns::start(z).await;
+    let cfg = Config::parse(
+        &config_text(dns.addr, "")
+            .replace("attempts = 1\n", "attempts = 1\ncache_bytes = 262144\n"),
+        "test",
+    )
+    .unwrap();
+    let r = Dns::new(&cfg.dns).unwrap();
+    for i in 0..20 {
+        assert_eq!(
+            r.txt(&format!("s{i}.big.test")).await.unwrap()[0].len(),
+            60_000
+        );
+    }
+    let asked = dns.queries.load(Ordering::SeqCst);
+    for i in 0..20 {
+        r.txt(&format!("s{i}.big.test")).await.unwrap();
+    }
+    let again = dns.queries.load(Ordering::SeqCst) - asked;
+    assert!(
+        again >= 15,
+        "only {again} of 20 asked again: the cache held too much"
+    );
+}

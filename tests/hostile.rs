@@ -248,3 +248,86 @@ async fn hostile_messages() {
     assert!(out.auth_results().unwrap().contains("max_message_size"));
     milter.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_budget_bounds_buffering_across_connections() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Six connections, each with a 90 KiB message held before its end:
+    // only three fit in a 300 KiB budget; the others tempfail, and the
+    // buffered total never passes the budget.
+    let mut z = Zones::with_origins();
+    for t in [TLD_ZONE, BANK_ZONE, REV_ZONE] {
+        z.add_zone_text(t, None);
+    }
+    let dns = TestDns::start(z).await;
+    let text = format!(
+        "{}\n[limits]\nmax_message_size = 262144\nmax_buffered_bytes = 307200\n",
+        config_text(dns.addr, "")
+    );
+    let milter = TestMilter::start(authmilter::config::Config::parse(&text, "test").unwrap()).await;
+    let stats = milter.shared.current().stats.clone();
+    let env = Envelope::new("192.0.2.10", "mail.bank.test", "alerts@bank.test");
+    let raw = b"From: alerts@bank.test\r\nSubject: big\r\n\r\nsmall\r\n".to_vec();
+    let body: Vec<u8> = "z"
+        .repeat(80)
+        .bytes()
+        .chain(*b"\r\n")
+        .cycle()
+        .take(90 * 1024)
+        .collect();
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        let mut c = open(milter.addr).await;
+        c.connect("client", std::net::SocketAddr::new(env.client_ip, 25))
+            .await
+            .unwrap();
+        c.helo(env.helo.as_str()).await.unwrap();
+        c.mail([format!("<{}>", env.mail_from)]).await.unwrap();
+        c.rcpt(["<bob@recipient.test>"]).await.unwrap();
+        let (fields, _) = split_message(&raw);
+        for (name, value) in fields {
+            c.header(name.as_str(), std::ffi::CString::new(value).unwrap())
+                .await
+                .unwrap();
+        }
+        c.eoh().await.unwrap();
+        for chunk in body.chunks(65535) {
+            c.body(chunk.to_vec()).await.unwrap();
+        }
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(stats.buffered.load(SeqCst) <= 307200);
+    let mut verdicts = Vec::new();
+    for mut c in conns {
+        let (actions, status) = c.eom().await.unwrap();
+        let out = Outcome { status, actions };
+        if out.verdict() == "tempfail" {
+            assert!(
+                out.reply().unwrap().starts_with("451 4.3.1"),
+                "{:?}",
+                out.reply()
+            );
+        }
+        verdicts.push(out.verdict());
+        c.close().await.unwrap();
+    }
+    assert_eq!(
+        verdicts.iter().filter(|v| **v == "accept").count(),
+        3,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|v| **v == "tempfail").count(),
+        3,
+        "{verdicts:?}"
+    );
+    assert!(stats.buffered_peak.load(SeqCst) <= 307200);
+    assert_eq!(stats.over_budget.load(SeqCst), 3);
+    // Everything is given back: the next message is buffered and verified.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(stats.buffered.load(SeqCst), 0);
+    let out = send(milter.addr, &env, &raw).await;
+    assert_eq!(out.verdict(), "accept");
+    milter.stop().await;
+}

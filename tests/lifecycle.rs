@@ -235,3 +235,34 @@ async fn sigterm_drains_in_flight_messages() {
     assert!(status.success());
     assert!(t.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_config_after_dropping_privileges_is_reported_at_start() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "SKIPPED unreadable_config_after_dropping_privileges_is_reported_at_start: needs root"
+        );
+        return;
+    }
+    let mut z = Zones::with_origins();
+    z.add_zone_text(ZONE, None);
+    let dns = TestDns::start(z).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("priv.toml");
+    let log = dir.path().join("priv.log");
+    let port = free_port();
+    write_config(&conf, port, dns.addr, "mx.recipient.test");
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("[milter]\n", "[milter]\nuser = \"nobody\"\n");
+    std::fs::write(&conf, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let _child = spawn(&conf, &log);
+    wait_for("listening", || log_has(&log, "authmilter listening")).await;
+    assert!(
+        log_has(&log, "is not readable by user nobody"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}

@@ -236,3 +236,129 @@ async fn unix_socket_with_mode() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_is_tagged_when_the_mta_offers_no_quarantine_action() {
+    // Asking for SMFIR_QUARANTINE that was not offered would fail every try.
+    let dns = dns().await;
+    let milter = TestMilter::with_policy(dns.addr, "").await;
+    let mut conn = TestConnection::configure()
+        .exact_leading_space(true)
+        .available_actions(indymilter_test::Actions::all() - indymilter_test::Actions::QUARANTINE)
+        .open_tcp(milter.addr)
+        .await
+        .unwrap();
+    let spoof = Envelope::new("198.51.100.7", "evil.example", "x@evil.example");
+    let out = send_on(&mut conn, &spoof, &message("x@shop.test", "")).await;
+    assert!(!out.quarantined());
+    assert!(
+        matches!(out.status, Status::Accept | Status::Continue),
+        "{:?}",
+        out.status
+    );
+    assert!(
+        out.actions.actions.iter().any(|a| matches!(a,
+            EomAction::InsertHeader { name, .. } if name.to_str().unwrap() == "X-Authmilter-Quarantine")),
+        "{:?}",
+        out.actions
+    );
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+/// Sends the bank.test spoof on a connection of the given family.
+async fn spoof_from(addr: std::net::SocketAddr, info: indymilter_test::SocketInfo) -> Outcome {
+    let mut conn = open(addr).await;
+    conn.connect("localhost", info).await.unwrap();
+    conn.helo("localhost").await.unwrap();
+    let env = Envelope::new("127.0.0.1", "localhost", "x@evil.example");
+    let out = send_message(&mut conn, &env, &message("security@bank.test", "")).await;
+    conn.close().await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_address_is_trusted_only_as_configured() {
+    use indymilter_test::SocketInfo;
+    let dns = dns().await;
+    let milter = TestMilter::with_policy(dns.addr, "").await;
+    // A local submission over a unix socket: trusted by default (trust_local).
+    let unix = SocketInfo::Unix(std::ffi::CString::new("/run/local").unwrap());
+    assert_eq!(
+        spoof_from(milter.addr, unix.clone()).await.verdict(),
+        "accept"
+    );
+    // An unknown family is never trusted.
+    assert_eq!(
+        spoof_from(milter.addr, SocketInfo::Unknown).await.verdict(),
+        "reject"
+    );
+    milter.stop().await;
+    let milter = TestMilter::with_policy(dns.addr, "trust_local = false").await;
+    assert_eq!(spoof_from(milter.addr, unix).await.verdict(), "reject");
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_header_canonicalization_verifies_without_leading_space_option() {
+    // An MTA that does not offer SMFIP_HDR_LEADSPC strips the space after the
+    // colon; the usual "Name: value" is rebuilt, so c=simple still verifies.
+    use common::dkim_sign::{sign, Canon, Key, Spec};
+    let mut z = Zones::with_origins();
+    let key = Key::ed25519(1);
+    for t in [BANK_ZONE, ZONE2, REV_ZONE] {
+        z.add_zone_text(t, None);
+    }
+    z.add_zone_text(
+        &format!(
+            "$ORIGIN bank.test.\n$TTL 0\n@ IN SOA ns.bank.test. h.bank.test. 1 3600 600 86400 0\n{}",
+            key.zone_line("s1")
+        ),
+        None,
+    );
+    let dns = TestDns::start(z).await;
+    let milter = TestMilter::with_policy(dns.addr, "").await;
+    let raw = sign(
+        &message("alerts@bank.test", ""),
+        &key,
+        &Spec {
+            header_canon: Canon::Simple,
+            body_canon: Canon::Simple,
+            headers: &["from", "to", "subject", "message-id"],
+            ..Spec::new("bank.test", "s1")
+        },
+    );
+    let mut conn = TestConnection::configure()
+        .exact_leading_space(true)
+        .available_opts(
+            indymilter_test::ProtoOpts::all() - indymilter_test::ProtoOpts::LEADING_SPACE,
+        )
+        .open_tcp(milter.addr)
+        .await
+        .unwrap();
+    conn.connect(
+        "client",
+        std::net::SocketAddr::from(([198, 51, 100, 7], 25)),
+    )
+    .await
+    .unwrap();
+    conn.helo("evil.example").await.unwrap();
+    conn.mail(["<x@evil.example>"]).await.unwrap();
+    conn.rcpt(["<bob@recipient.test>"]).await.unwrap();
+    let (fields, body) = split_message(&raw);
+    for (name, value) in fields {
+        let v = value.strip_prefix(b" ").unwrap_or(&value).to_vec();
+        conn.header(name.as_str(), std::ffi::CString::new(v).unwrap())
+            .await
+            .unwrap();
+    }
+    conn.eoh().await.unwrap();
+    conn.body(body).await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    let out = Outcome { status, actions };
+    let ar = out.auth_results().unwrap();
+    assert!(ar.contains("dkim=pass"), "{ar}");
+    assert_eq!(out.verdict(), "accept");
+    conn.close().await.unwrap();
+    milter.stop().await;
+}

@@ -44,6 +44,7 @@ pub struct RawDns {
     pub timeout: Option<f64>,
     pub attempts: Option<usize>,
     pub cache_size: Option<u64>,
+    pub cache_bytes: Option<u64>,
     pub max_ttl: Option<u64>,
     pub negative_max_ttl: Option<u64>,
 }
@@ -52,6 +53,7 @@ pub struct RawDns {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_message_size: Option<usize>,
+    pub max_buffered_bytes: Option<u64>,
     pub max_signatures: Option<usize>,
     pub max_ptr_names: Option<usize>,
     pub message_deadline: Option<f64>,

@@ -76,7 +76,10 @@ pub struct DnsConfig {
     pub nameservers: Vec<SocketAddr>,
     pub timeout: Duration,
     pub attempts: usize,
+    /// Entries the DNS cache expects to hold (a sizing hint).
     pub cache_size: u64,
+    /// Bytes the DNS cache may hold: its bound.
+    pub cache_bytes: u64,
     pub max_ttl: Duration,
     pub negative_max_ttl: Duration,
 }
@@ -86,6 +89,9 @@ pub struct DnsConfig {
 pub struct Limits {
     /// Largest message buffered for DKIM verification (headers and body).
     pub max_message_size: usize,
+    /// Most bytes buffered for all in-flight messages together; a message
+    /// that would pass it tempfails.
+    pub max_buffered_bytes: u64,
     /// Most DKIM signatures verified per message; the rest are reported as `policy`.
     pub max_signatures: usize,
     /// Most PTR names forward-confirmed for iprev.

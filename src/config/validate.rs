@@ -20,6 +20,8 @@ pub const DEFAULT_CONNECTION_TIMEOUT_SECS: u64 = 7210;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 /// Large enough for nearly all legitimate mail, small enough to bound memory.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
+/// All in-flight messages together: 16 messages of the largest size.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 512 * 1024 * 1024;
 /// More signatures than any legitimate message carries; bounds crypto work.
 pub const DEFAULT_MAX_SIGNATURES: usize = 10;
 /// RFC 7208 §4.6.4 uses the same limit of 10 for PTR names.
@@ -397,6 +399,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         timeout: Duration::from_secs_f64(dns_timeout),
         attempts,
         cache_size: d.cache_size.unwrap_or(10_000),
+        cache_bytes: d.cache_bytes.unwrap_or(64 * 1024 * 1024),
         max_ttl: Duration::from_secs(d.max_ttl.unwrap_or(86_400)),
         negative_max_ttl: Duration::from_secs(d.negative_max_ttl.unwrap_or(3_600)),
     };
@@ -413,12 +416,20 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
     }
     let limits = Limits {
         max_message_size: l.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+        max_buffered_bytes: l.max_buffered_bytes.unwrap_or(DEFAULT_MAX_BUFFERED_BYTES),
         max_signatures: l.max_signatures.unwrap_or(DEFAULT_MAX_SIGNATURES),
         max_ptr_names: l.max_ptr_names.unwrap_or(DEFAULT_MAX_PTR_NAMES),
         message_deadline: Duration::from_secs_f64(deadline),
     };
     if limits.max_message_size < 1024 {
         return Err(ctx.err("limits", "max_message_size", "must be at least 1024 bytes"));
+    }
+    if limits.max_buffered_bytes < limits.max_message_size as u64 {
+        return Err(ctx.err(
+            "limits",
+            "max_buffered_bytes",
+            "must be at least limits.max_message_size",
+        ));
     }
     if limits.max_ptr_names == 0 {
         return Err(ctx.err("limits", "max_ptr_names", "must be at least 1"));

@@ -1,14 +1,18 @@
 //! One shared DNS resolver for every check.
 //!
 //! A thin layer over hickory-resolver (through mail-auth's
-//! `MessageAuthenticator`, so DKIM verification shares the same resolver and
-//! cache). Answers are classified the way the authentication RFCs need them:
-//! NXDOMAIN, NODATA, or a temporary failure. The resolver's cache honours the
-//! TTL of every answer, including negative answers (SOA minimum), capped by
-//! `dns.max_ttl` and `dns.negative_max_ttl`. In front of it, positive answers
-//! are kept by (type, name) until the resolver's own expiry for them, so a hit
-//! skips hickory's lookup path (name building, cache locks, timers) — about a
-//! sixth of the per-message work under load before it was added.
+//! `MessageAuthenticator`, so DKIM verification shares the same resolver).
+//! Answers are classified the way the authentication RFCs need them:
+//! NXDOMAIN, NODATA, or a temporary failure.
+//!
+//! One cache: answers, positive and negative (NXDOMAIN, NODATA: the SOA
+//! minimum, RFC 2308), are kept by (type, lower-case name) for their TTL,
+//! capped by `dns.max_ttl` and `dns.negative_max_ttl`; temporary failures are
+//! never kept. The cache is bounded by the bytes it holds (`dns.cache_bytes`),
+//! not by its number of entries, so a flood of names pointing at 64 KiB TXT
+//! records cannot pin memory. hickory's own cache is off (size 0): it would
+//! hold the same answers a second time. A hit skips hickory's lookup path
+//! entirely (name building, locks, timers).
 
 mod spf_lookup;
 
@@ -57,9 +61,41 @@ impl fmt::Display for LookupError {
     }
 }
 
-/// Positive answers by (type, lower-case name), with the instant at which
-/// the resolver's cache would expire them.
-type Front = quick_cache::sync::Cache<(RecordType, String), (Instant, Arc<[RData]>)>;
+/// A cached answer.
+#[derive(Clone)]
+enum Cached {
+    Found(Arc<[RData]>),
+    NxDomain,
+    NoData,
+}
+
+/// Answers by (type, lower-case name), with the instant they expire.
+type Key = (RecordType, String);
+type Entry = (Instant, Cached);
+
+/// Weighs an entry by about the bytes it holds.
+#[derive(Clone)]
+struct Bytes;
+
+impl quick_cache::Weighter<Key, Entry> for Bytes {
+    fn weight(&self, key: &Key, val: &Entry) -> u64 {
+        let data: usize = match &val.1 {
+            Cached::Found(rs) => rs.iter().map(rdata_bytes).sum(),
+            _ => 0,
+        };
+        (64 + key.1.len() + data) as u64
+    }
+}
+
+/// The wire size of a record's data, roughly.
+fn rdata_bytes(r: &RData) -> usize {
+    match r {
+        RData::TXT(t) => t.txt_data.iter().map(|s| s.len() + 1).sum::<usize>() + 16,
+        _ => 48,
+    }
+}
+
+type Front = quick_cache::sync::Cache<Key, Entry, Bytes>;
 
 /// The shared resolver.
 #[derive(Clone)]
@@ -67,6 +103,8 @@ pub struct Dns {
     auth: Arc<MessageAuthenticator>,
     front: Arc<Front>,
     timeout: Duration,
+    max_ttl: Duration,
+    negative_max_ttl: Duration,
 }
 
 impl fmt::Debug for Dns {
@@ -107,7 +145,8 @@ impl Dns {
         };
         opts.timeout = cfg.timeout;
         opts.attempts = cfg.attempts;
-        opts.cache_size = cfg.cache_size;
+        // One cache: ours, weighed by bytes (see the module doc).
+        opts.cache_size = 0;
         opts.positive_max_ttl = Some(cfg.max_ttl);
         opts.negative_max_ttl = Some(cfg.negative_max_ttl);
         opts.positive_min_ttl = None;
@@ -121,8 +160,14 @@ impl Dns {
             .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
         Ok(Self {
             auth: Arc::new(auth),
-            front: Arc::new(Front::new(cfg.cache_size.max(1) as usize)),
+            front: Arc::new(Front::with_weighter(
+                cfg.cache_size.max(1) as usize,
+                cfg.cache_bytes.max(4096),
+                Bytes,
+            )),
             timeout: cfg.timeout,
+            max_ttl: cfg.max_ttl,
+            negative_max_ttl: cfg.negative_max_ttl,
         })
     }
 
@@ -144,9 +189,13 @@ impl Dns {
             return Err(LookupError::NxDomain);
         }
         let key = (rtype, trimmed.to_ascii_lowercase());
-        if let Some((until, data)) = self.front.get(&key) {
+        if let Some((until, cached)) = self.front.get(&key) {
             if until > Instant::now() {
-                return Ok(data.to_vec());
+                return match cached {
+                    Cached::Found(data) => Ok(data.to_vec()),
+                    Cached::NxDomain => Err(LookupError::NxDomain),
+                    Cached::NoData => Err(LookupError::NoData),
+                };
             }
         }
         let mut fqdn = Name::from_labels(trimmed.split('.').map(str::as_bytes))
@@ -155,6 +204,7 @@ impl Dns {
         // Twice the resolver's own budget: a safety net, never the normal path.
         let budget = self.timeout * (2 * self.auth.resolver().options().attempts as u32 + 1);
         let res = tokio::time::timeout(budget, self.auth.resolver().lookup(fqdn, rtype)).await;
+        let now = Instant::now();
         match res {
             Err(_) => Err(LookupError::Temporary("timed out".into())),
             Ok(Ok(lookup)) => {
@@ -164,15 +214,33 @@ impl Dns {
                     .filter(|r| r.record_type() == rtype)
                     .map(|r| r.data.clone())
                     .collect();
+                let until = lookup.valid_until().min(now + self.max_ttl);
                 if out.is_empty() {
+                    self.front.insert(key, (until, Cached::NoData));
                     Err(LookupError::NoData)
                 } else {
                     self.front
-                        .insert(key, (lookup.valid_until(), out.as_slice().into()));
+                        .insert(key, (until, Cached::Found(out.as_slice().into())));
                     Ok(out)
                 }
             }
-            Ok(Err(e)) => Err(classify(&e)),
+            Ok(Err(e)) => {
+                let err = classify(&e);
+                let negative_ttl = match &e {
+                    NetError::Dns(DnsError::NoRecordsFound(nr)) => nr.negative_ttl,
+                    _ => None,
+                };
+                let cached = match err {
+                    LookupError::NxDomain => Some(Cached::NxDomain),
+                    LookupError::NoData => Some(Cached::NoData),
+                    LookupError::Temporary(_) => None,
+                };
+                if let (Some(c), Some(ttl)) = (cached, negative_ttl.filter(|t| *t > 0)) {
+                    let ttl = Duration::from_secs(ttl.into()).min(self.negative_max_ttl);
+                    self.front.insert(key, (now + ttl, c));
+                }
+                Err(err)
+            }
         }
     }
 

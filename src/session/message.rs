@@ -31,6 +31,11 @@ pub struct Message {
     /// Header block and body, CRLF line ends, for DKIM; bounded by the limit.
     pub raw: Vec<u8>,
     pub truncated: bool,
+    /// The bytes of `raw` held against the budget of all connections
+    /// (`limits.max_buffered_bytes`), when there is one.
+    pub budget: Option<(crate::stats::Buffered, u64)>,
+    /// The budget was exhausted while buffering: the message tempfails.
+    pub over_budget: bool,
     pub total_size: usize,
     pub keys: Option<Pending<KeyCache>>,
     pub dmarc_lookups: DmarcLookups,
@@ -53,6 +58,8 @@ impl Message {
             dkim_values: Vec::new(),
             raw: Vec::new(),
             truncated: false,
+            budget: None,
+            over_budget: false,
             total_size: 0,
             keys: None,
             dmarc_lookups: DmarcLookups::default(),
@@ -66,18 +73,33 @@ impl Message {
             .clone()
     }
 
-    /// Appends to the DKIM buffer unless that would pass `limit` bytes.
+    /// Appends to the DKIM buffer unless that would pass `limit` bytes, or
+    /// the budget of all connections.
     pub fn append(&mut self, bytes: &[u8], limit: usize) {
         self.total_size += bytes.len();
-        if self.truncated {
+        if self.truncated || self.over_budget {
             return;
         }
         if self.raw.len() + bytes.len() > limit {
             self.truncated = true;
-            self.raw = Vec::new();
+            self.drop_buffer();
             return;
         }
+        if let Some((held, max)) = self.budget.as_mut() {
+            if !held.take(bytes.len() as u64, *max) {
+                self.over_budget = true;
+                self.drop_buffer();
+                return;
+            }
+        }
         self.raw.extend_from_slice(bytes);
+    }
+
+    fn drop_buffer(&mut self) {
+        self.raw = Vec::new();
+        if let Some((held, _)) = self.budget.as_mut() {
+            held.release();
+        }
     }
 }
 

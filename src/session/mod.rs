@@ -146,6 +146,10 @@ impl Session {
             authenticated.filter(|a| !a.is_empty()),
         );
         msg.in_flight = Some(crate::stats::InFlight::new(self.rt.stats.clone()));
+        msg.budget = Some((
+            crate::stats::Buffered::new(self.rt.stats.clone()),
+            self.rt.config.limits.max_buffered_bytes,
+        ));
         self.poisoned = false;
         if let Some(ip) = self.conn.ip {
             let checker = self.rt.checker.clone();
@@ -366,7 +370,7 @@ impl Session {
         let deadline = tokio::time::Instant::now() + limit;
         let dkim = match keys {
             // The buffer was dropped at the size limit: report, do not verify.
-            _ if msg.truncated => dkim::over_limit(
+            _ if msg.truncated || msg.over_budget => dkim::over_limit(
                 &msg.dkim_values,
                 "message larger than limits.max_message_size, not verified",
             ),
@@ -419,6 +423,28 @@ impl Session {
         let msg = self.msg.as_ref()?;
         let cfg = &self.rt.config;
         let mut verdict: Verdict = policy::decide(&ev, &self.trust(msg), &cfg.policy);
+        if msg.over_budget {
+            // Memory for in-flight messages ran out: try again later, the
+            // message is not judged on a partial buffer.
+            self.rt
+                .stats
+                .over_budget
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            warn!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                limit = cfg.limits.max_buffered_bytes,
+                "limits.max_buffered_bytes reached: message tempfailed"
+            );
+            verdict = Verdict::new(
+                Action::Tempfail,
+                Some(Reply::new(
+                    451,
+                    "4.3.1",
+                    "Insufficient system resources, try again later",
+                )),
+                "limits.max_buffered_bytes reached".into(),
+            );
+        }
         if verdict.action == Action::Quarantine && !self.conn.can_quarantine {
             // Asking for an action the MTA did not offer would fail the
             // message on every try: mark it instead.
