@@ -204,6 +204,12 @@ fn zones() -> Vec<(String, String)> {
         zone("split.test", "_dmarc IN TXT \"v=DMARC1; p=\" \"reject\"\n"),
         // Only the author's zone is served: its parent answers SERVFAIL.
         zone("a.errwalk.example", ""),
+        zone("vsecond.test", "_dmarc IN TXT \"p=reject; v=DMARC1\"\n"),
+        zone(
+            "nop-rua.test",
+            "_dmarc IN TXT \"v=DMARC1; rua=mailto:agg@nop-rua.test\"\n",
+        ),
+        zone("nop.test", "_dmarc IN TXT \"v=DMARC1; adkim=r\"\n"),
         zone(
             "badrua.test",
             "_dmarc IN TXT \"v=DMARC1; p=bogus; rua=not a uri\"\n",
@@ -743,6 +749,137 @@ fn build() -> Corpus {
         ),
         json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
     );
+    for (id, c_tag, hc, bc, about) in [
+        (
+            "dkim-c-one-word-relaxed",
+            Some("relaxed"),
+            Canon::Relaxed,
+            Canon::Simple,
+            "RFC 6376 §3.5 c=: c=relaxed means relaxed headers, simple body",
+        ),
+        (
+            "dkim-c-absent-simple",
+            Some(""),
+            Canon::Simple,
+            Canon::Simple,
+            "RFC 6376 §3.5 c=: no c= means simple/simple",
+        ),
+    ] {
+        c.case(
+            id,
+            about,
+            spoof,
+            signed(
+                msg(bank_from, "", "Body  with  spaces \r\n"),
+                &Spec {
+                    c_tag,
+                    header_canon: hc,
+                    body_canon: bc,
+                    ..Spec::new("bank.test", "s1")
+                },
+                &ed,
+            ),
+            json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+        );
+    }
+    let two_tags = signed(
+        msg(bank_from, "X-Tag: first\r\nX-Tag: second\r\n", "x\r\n"),
+        &Spec {
+            headers: &["from", "x-tag", "subject"],
+            ..Spec::new("bank.test", "s1")
+        },
+        &ed,
+    );
+    c.case(
+        "dkim-instances-bottom-up",
+        "RFC 6376 §5.4.2: h= takes instances from the bottom up (the second X-Tag is signed)",
+        spoof,
+        two_tags.clone(),
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    let swapped = String::from_utf8(two_tags).unwrap().replacen(
+        "X-Tag: first\r\nX-Tag: second",
+        "X-Tag: second\r\nX-Tag: first",
+        1,
+    );
+    c.case(
+        "dkim-instances-swapped-fail",
+        "RFC 6376 §5.4.2: swapping two instances of a signed field changes the bottom one: fail",
+        spoof,
+        swapped.into_bytes(),
+        json!({"dkim": ["fail"], "dmarc": "fail", "verdict": "reject"}),
+    );
+    c.case(
+        "dkim-t-far-future-ok",
+        "RFC 6376 §3.5 t=: timestamps up to 10^12 are valid (no x=: never expires)",
+        spoof,
+        signed(
+            msg(bank_from, "", "x\r\n"),
+            &Spec {
+                extra: "t=999999999999",
+                ..Spec::new("bank.test", "s1")
+            },
+            &ed,
+        ),
+        json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
+    );
+    for (id, edit, about) in [
+        (
+            "dkim-invalid-d",
+            (" d=bank.test;", " d=bank..test;"),
+            "RFC 6376 §3.5 d=: not a domain name: permerror",
+        ),
+        (
+            "dkim-empty-h",
+            ("h=from:to:subject:date:message-id;", "h=;"),
+            "RFC 6376 §3.5 h=: an empty list signs no From: permerror",
+        ),
+    ] {
+        let bad = String::from_utf8(signed(msg(bank_from, "", "x\r\n"), &bank_spec, &ed))
+            .unwrap()
+            .replacen(edit.0, edit.1, 1);
+        c.case(
+            id,
+            about,
+            spoof,
+            bad.into_bytes(),
+            json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
+        );
+    }
+    for (id, from, dmarc, policy, verdict, about) in [
+        (
+            "dmarc-record-v-not-first",
+            "vsecond.test",
+            "none",
+            "absent",
+            "accept",
+            "RFC 9989 §4.7 v=: not the first tag: the record MUST be ignored",
+        ),
+        (
+            "dmarc-record-no-p-with-rua",
+            "nop-rua.test",
+            "fail",
+            "none",
+            "accept",
+            "RFC 9989 §4.10.1: no p but a valid rua: as if p=none",
+        ),
+        (
+            "dmarc-record-no-p-no-rua",
+            "nop.test",
+            "none",
+            "absent",
+            "accept",
+            "RFC 9989 §4.10.1: no p and no rua: no DMARC processing",
+        ),
+    ] {
+        c.case(
+            id,
+            about,
+            spoof,
+            msg(&format!(" x@{from}"), "", "x\r\n"),
+            json!({"dmarc": dmarc, "dmarc_policy": policy, "verdict": verdict}),
+        );
+    }
     c.case(
         "dmarc-domains-compare-case-insensitively",
         "RFC 9989 §4.4 / DNS: From x@Bank.TEST aligns with d=BANK.test",

@@ -154,7 +154,19 @@ pub fn body(kib: usize) -> String {
     line.repeat(kib * 1024 / line.len() + 1)
 }
 
+/// The mix: five messages of 2 to 100 KiB, signed RSA, Ed25519, both, or
+/// not at all (the spoof).
 pub fn mix(k: &Keys) -> Vec<Msg> {
+    [(2, "r"), (10, "e"), (50, "re"), (100, ""), (5, "r")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kib, signers))| make(k, i, kib, signers))
+        .collect()
+}
+
+/// Message `i` with a body of `kib` KiB, signed by `signers` ('r' RSA-2048,
+/// 'e' Ed25519; none: a spoof from an unlisted address).
+pub fn make(k: &Keys, i: usize, kib: usize, signers: &'static str) -> Msg {
     let rsa = || {
         DkimSigner::from_key(
             RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
@@ -172,46 +184,39 @@ pub fn mix(k: &Keys) -> Vec<Msg> {
             .selector("ed")
             .headers(["From", "To", "Subject", "Date", "Message-ID"])
     };
-    let mut out = Vec::new();
-    for (i, (kib, signers)) in [(2, "r"), (10, "e"), (50, "re"), (100, ""), (5, "r")]
-        .into_iter()
-        .enumerate()
-    {
-        let msg = format!(
-            "From: Bench <news@bench.example>\r\nTo: bob@recipient.test\r\nSubject: mix {i}\r\nDate: Mon, 02 Mar 2026 09:00:00 +0000\r\nMessage-ID: <{i}@bench.example>\r\n\r\n{}",
-            body(kib)
-        );
-        let mut raw = Vec::new();
-        for s in signers.chars() {
-            let sig = if s == 'r' {
-                rsa().sign(msg.as_bytes()).unwrap()
-            } else {
-                ed().sign(msg.as_bytes()).unwrap()
-            };
-            raw.extend_from_slice(sig.to_header().as_bytes());
-        }
-        raw.extend_from_slice(msg.as_bytes());
-        let spoof = signers.is_empty();
-        let (fields, body) = split_message(&raw);
-        let body_start = raw.len() - body.len();
-        out.push(Msg {
-            fields,
-            body_start,
-            signers,
-            mail_from: if spoof {
-                "x@evil.example"
-            } else {
-                "bounce@bench.example"
-            },
-            client: if spoof {
-                [198, 51, 100, 7]
-            } else {
-                [192, 0, 2, 10]
-            },
-            raw,
-        });
+    let msg = format!(
+        "From: Bench <news@bench.example>\r\nTo: bob@recipient.test\r\nSubject: mix {i}\r\nDate: Mon, 02 Mar 2026 09:00:00 +0000\r\nMessage-ID: <{i}@bench.example>\r\n\r\n{}",
+        body(kib)
+    );
+    let mut raw = Vec::new();
+    for s in signers.chars() {
+        let sig = if s == 'r' {
+            rsa().sign(msg.as_bytes()).unwrap()
+        } else {
+            ed().sign(msg.as_bytes()).unwrap()
+        };
+        raw.extend_from_slice(sig.to_header().as_bytes());
     }
-    out
+    raw.extend_from_slice(msg.as_bytes());
+    let spoof = signers.is_empty();
+    let (fields, body) = split_message(&raw);
+    let body_start = raw.len() - body.len();
+    Msg {
+        fields,
+        body_start,
+        signers,
+        mail_from: if spoof {
+            "x@evil.example"
+        } else {
+            "bounce@bench.example"
+        },
+        client: if spoof {
+            [198, 51, 100, 7]
+        } else {
+            [192, 0, 2, 10]
+        },
+        raw,
+    }
 }
 
 impl Msg {

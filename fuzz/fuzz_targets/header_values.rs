@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
             algorithm: pick(3),
             b_prefix: pick(0),
             reason: Some(pick(3)),
+            local_limit: false,
         }],
         dmarc: DmarcEvidence {
             result: AuthResult::Fail,
@@ -70,6 +71,9 @@ fuzz_target!(|data: &[u8]| {
             spf_aligned: false,
             dkim_aligned: false,
             reason: Some(pick(0)),
+            policy_domain: Some(pick(2)),
+            from_unusable: false,
+            local_limit: false,
         },
     };
     well_formed(&auth_results::build("mx.example", &ev, &Verdict::accept()));

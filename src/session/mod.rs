@@ -375,7 +375,12 @@ impl Session {
                 "message larger than limits.max_message_size, not verified",
             ),
             Some(keys) => {
-                match timeout_at(deadline, checker.dkim(&msg.raw, &msg.dkim_values, &keys)).await {
+                match timeout_at(
+                    deadline,
+                    checker.dkim(std::mem::take(&mut msg.raw), &msg.dkim_values, &keys),
+                )
+                .await
+                {
                     Ok(d) => d,
                     Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
                 }

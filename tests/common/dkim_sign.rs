@@ -121,6 +121,10 @@ pub struct Spec<'a> {
     pub length: Option<usize>,
     /// Extra tags written before `bh=` (e.g. `"i=@sub.example; t=1; x=2"`).
     pub extra: &'a str,
+    /// The `c=` value as written: `None` for "header/body", `Some("")` to
+    /// leave the tag out (simple/simple), `Some("relaxed")` for the
+    /// one-word form (relaxed/simple). The canonicalizations used must match.
+    pub c_tag: Option<&'a str>,
 }
 
 impl<'a> Spec<'a> {
@@ -134,6 +138,7 @@ impl<'a> Spec<'a> {
             body_canon: Canon::Relaxed,
             length: None,
             extra: "",
+            c_tag: None,
         }
     }
 }
@@ -280,11 +285,18 @@ pub fn sign(raw: &[u8], key: &Key, spec: &Spec) -> Vec<u8> {
     } else {
         format!(" {};", spec.extra.trim().trim_end_matches(';'))
     };
+    let c = match spec.c_tag {
+        None => format!(
+            " c={}/{};",
+            spec.header_canon.name(),
+            spec.body_canon.name()
+        ),
+        Some("") => String::new(),
+        Some(c) => format!(" c={c};"),
+    };
     let value = format!(
-        " v=1; a={}; c={}/{}; d={}; s={};{extra}{l_tag}\r\n\th={}; bh={bh}; b=",
+        " v=1; a={};{c} d={}; s={};{extra}{l_tag}\r\n\th={}; bh={bh}; b=",
         key.algorithm(),
-        spec.header_canon.name(),
-        spec.body_canon.name(),
         spec.domain,
         spec.selector,
         spec.headers.join(":"),
