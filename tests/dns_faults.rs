@@ -269,3 +269,16 @@ async fn a_failure_higher_up_the_tree_walk_is_temperror() {
     let spoof = Envelope::new("198.51.100.7", "evil.test", "x@evil.test");
     assert_temperror(&dns, &spoof, &msg("x@branch.bank.test"), &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ptr_servfail_is_iprev_temperror() {
+    // RFC 8601 §2.7.3: a DNS error that prevents a final answer is temperror.
+    let mut z = zones(&[]);
+    z.add_error(&fqdn("10.2.0.192.in-addr.arpa"), ResponseCode::ServFail);
+    let dns = TestDns::start(z).await;
+    let milter = TestMilter::with_policy(dns.addr, "").await;
+    let out = send(milter.addr, &good_env(), &msg("alerts@bank.test")).await;
+    assert_eq!(result_of(&out, "iprev"), "temperror");
+    assert_eq!(out.verdict(), "accept");
+    milter.stop().await;
+}

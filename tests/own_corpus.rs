@@ -673,27 +673,51 @@ fn build() -> Corpus {
     );
 
     // --- More DKIM validity (RFC 6376 §3.5, §6.1.1, §6.1.2, RFC 8301) ------
-    let good = signed(msg(bank_from, "", "Hi.\r\n"), &bank_spec, &ed);
-    let v2 = String::from_utf8(good.clone())
-        .unwrap()
-        .replacen("v=1;", "v=2;", 1);
-    c.case(
-        "dkim-signature-version-2",
-        "RFC 6376 §6.1.1: a v= other than 1 is PERMFAIL (incompatible version)",
-        spoof,
-        v2.into_bytes(),
-        json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
-    );
-    let no_s = String::from_utf8(good.clone())
-        .unwrap()
-        .replacen(" s=s1;", "", 1);
-    c.case(
-        "dkim-signature-missing-selector",
-        "RFC 6376 §6.1.1: a signature without a required tag (s=) is PERMFAIL",
-        spoof,
-        no_s.into_bytes(),
-        json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
-    );
+    // Each malformed signature is signed as it stands, so only the rule
+    // under test can make it fail.
+    let all: &[&str] = &["from", "to", "subject", "date", "message-id"];
+    for (id, edit, headers, about) in [
+        (
+            "dkim-signature-version-2",
+            ("v=1;", "v=2;"),
+            all,
+            "RFC 6376 §6.1.1: a v= other than 1 is PERMFAIL (incompatible version)",
+        ),
+        (
+            "dkim-signature-missing-selector",
+            (" s=s1;", ""),
+            all,
+            "RFC 6376 §6.1.1: a signature without a required tag (s=) is PERMFAIL",
+        ),
+        (
+            "dkim-invalid-d",
+            (" d=bank.test;", " d=bank..test;"),
+            all,
+            "RFC 6376 §3.5 d=: not a domain name: PERMFAIL",
+        ),
+        (
+            "dkim-empty-h",
+            ("h=;", "h=;"),
+            &[][..],
+            "RFC 6376 §3.5 h=: an empty list (it cannot sign From) is PERMFAIL",
+        ),
+    ] {
+        c.case(
+            id,
+            about,
+            spoof,
+            signed(
+                msg(bank_from, "", "Hi.\r\n"),
+                &Spec {
+                    edit: Some(edit),
+                    headers,
+                    ..Spec::new("bank.test", "s1")
+                },
+                &ed,
+            ),
+            json!({"dkim": ["permerror"], "dmarc": "fail", "verdict": "reject"}),
+        );
+    }
     for (sel, about) in [
         (
             "kv",
@@ -737,12 +761,12 @@ fn build() -> Corpus {
     );
     c.case(
         "dkim-unknown-tag-ignored",
-        "RFC 6376 §3.2: unknown tags MUST be ignored (they are still hashed); q=dns/txt is the default method",
+        "RFC 6376 §3.2, §3.5: unknown tags and unrecognized query methods (q=foo/bar before dns/txt) MUST be ignored",
         spoof,
         signed(
             msg(bank_from, "", "Hi.\r\n"),
             &Spec {
-                extra: "foo=bar; q=dns/txt",
+                extra: "foo=bar; q=foo/bar:dns/txt",
                 ..Spec::new("bank.test", "s1")
             },
             &ed,
@@ -823,29 +847,6 @@ fn build() -> Corpus {
         ),
         json!({"dkim": ["pass"], "dmarc": "pass", "verdict": "accept"}),
     );
-    for (id, edit, about) in [
-        (
-            "dkim-invalid-d",
-            (" d=bank.test;", " d=bank..test;"),
-            "RFC 6376 §3.5 d=: not a domain name: permerror",
-        ),
-        (
-            "dkim-empty-h",
-            ("h=from:to:subject:date:message-id;", "h=;"),
-            "RFC 6376 §3.5 h=: an empty list signs no From: permerror",
-        ),
-    ] {
-        let bad = String::from_utf8(signed(msg(bank_from, "", "x\r\n"), &bank_spec, &ed))
-            .unwrap()
-            .replacen(edit.0, edit.1, 1);
-        c.case(
-            id,
-            about,
-            spoof,
-            bad.into_bytes(),
-            json!({"dkim": [["permerror", "neutral", "fail"]], "dmarc": "fail", "verdict": "reject"}),
-        );
-    }
     for (id, from, dmarc, policy, verdict, about) in [
         (
             "dmarc-record-v-not-first",

@@ -146,3 +146,34 @@ fn warnings_for_footguns() {
     assert!(w.iter().any(|w| w.contains("public address space")));
     assert!(Config::default_config().warnings().is_empty());
 }
+
+#[test]
+fn rule_replies_follow_rfc_7372() {
+    use super::validate::default_rule_reply as r;
+    use crate::checks::evidence::AuthResult::*;
+    use crate::policy::{Action::*, Check::*};
+    let code = |c, res, a| {
+        let x = r(c, res, a);
+        format!("{} {}", x.code, x.status)
+    };
+    // §3.1: no passing signature 5.7.20; passing but unacceptable 5.7.21.
+    assert_eq!(code(Dkim, Fail, Reject), "550 5.7.20");
+    assert_eq!(code(Dkim, None, Reject), "550 5.7.20");
+    assert_eq!(code(Dkim, PermError, Reject), "550 5.7.20");
+    assert_eq!(code(Dkim, Policy, Reject), "550 5.7.21");
+    // §3.2 and RFC 7208 §8.6/§8.7: SPF failure 5.7.23, SPF error 5.7.24 / 4.7.24.
+    assert_eq!(code(Spf, Fail, Reject), "550 5.7.23");
+    assert_eq!(code(Spf, PermError, Reject), "550 5.7.24");
+    assert_eq!(code(Spf, TempError, Tempfail), "451 4.7.24");
+    assert_eq!(code(SpfHelo, Fail, Reject), "550 5.7.23");
+    // §3.3: reverse DNS 5.7.25.
+    assert_eq!(code(Iprev, Fail, Reject), "550 5.7.25");
+    assert_eq!(code(Iprev, TempError, Tempfail), "451 4.7.25");
+}
+
+#[test]
+fn default_deadline_allows_the_rfc_7208_minimum() {
+    // RFC 7208 §4.6.4: at least 20 seconds for an SPF evaluation.
+    let d = Config::default_config();
+    assert!(d.limits.message_deadline >= std::time::Duration::from_secs(20));
+}

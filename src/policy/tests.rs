@@ -206,3 +206,16 @@ fn dkim_summary_takes_the_best_signature() {
     e.dkim = vec![sig(Fail), sig(PermError)];
     assert_eq!(e.dkim_summary(), PermError);
 }
+
+#[test]
+fn spf_neutral_and_softfail_alone_never_reject_by_default() {
+    // RFC 7208 §8.2: neutral is treated exactly like none; §8.5: softfail
+    // should not be the sole reason to reject.
+    let c = cfg("");
+    for spf in [AuthResult::Neutral, AuthResult::SoftFail, NONE_R] {
+        for dmarc in [NONE_R, Pass] {
+            let v = decide(&ev(dmarc, DmarcPolicy::None, spf), &untrusted(), &c);
+            assert_eq!(v.action, Action::Accept, "spf={spf} dmarc={dmarc}");
+        }
+    }
+}

@@ -125,6 +125,9 @@ pub struct Spec<'a> {
     /// leave the tag out (simple/simple), `Some("relaxed")` for the
     /// one-word form (relaxed/simple). The canonicalizations used must match.
     pub c_tag: Option<&'a str>,
+    /// A text replacement made in the signature field before it is signed
+    /// (so the signature is valid over it), e.g. `("v=1;", "v=2;")`.
+    pub edit: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Spec<'a> {
@@ -139,6 +142,7 @@ impl<'a> Spec<'a> {
             length: None,
             extra: "",
             c_tag: None,
+            edit: None,
         }
     }
 }
@@ -301,6 +305,10 @@ pub fn sign(raw: &[u8], key: &Key, spec: &Spec) -> Vec<u8> {
         spec.selector,
         spec.headers.join(":"),
     );
+    let value = match spec.edit {
+        Some((from, to)) => value.replacen(from, to, 1),
+        None => value,
+    };
     // §5.4.2: each name takes the last not yet used instance, bottom up;
     // a name with no instance left contributes nothing.
     let mut used = vec![false; hdrs.len()];
