@@ -331,3 +331,36 @@ async fn memory_budget_bounds_buffering_across_connections() {
     assert_eq!(out.verdict(), "accept");
     milter.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_ptr_names_are_forward_confirmed() {
+    // RFC 8601 §3: a verifier bounds the PTR names it follows. Twelve PTR
+    // names, only the twelfth leads back: past the default 10 it is never
+    // looked at (fail); with the limit at 12 it is (pass).
+    let mut rev = String::from(
+        "$ORIGIN 2.0.192.in-addr.arpa.\n$TTL 0\n@ IN SOA ns.test. h.test. 1 3600 600 86400 0\n",
+    );
+    let mut fwd =
+        String::from("$ORIGIN ptr.test.\n$TTL 0\n@ IN SOA ns.test. h.test. 1 3600 600 86400 0\n");
+    for i in 1..=12 {
+        rev.push_str(&format!("50 IN PTR n{i:02}.ptr.test.\n"));
+        let a = if i == 12 { "192.0.2.50" } else { "198.18.0.1" };
+        fwd.push_str(&format!("n{i:02} IN A {a}\n"));
+    }
+    let mut z = Zones::with_origins();
+    for t in [TLD_ZONE, BANK_ZONE, rev.as_str(), fwd.as_str()] {
+        z.add_zone_text(t, None);
+    }
+    let dns = TestDns::start(z).await;
+    let env = Envelope::new("192.0.2.50", "n12.ptr.test", "x@ptr.test");
+    let raw = b"From: x@ptr.test\r\nSubject: s\r\n\r\nx\r\n";
+    for (limits, want) in [("", "fail"), ("\n[limits]\nmax_ptr_names = 12\n", "pass")] {
+        let text = format!("{}{limits}", config_text(dns.addr, ""));
+        let milter =
+            TestMilter::start(authmilter::config::Config::parse(&text, "test").unwrap()).await;
+        let out = send(milter.addr, &env, raw).await;
+        let ar = out.auth_results().unwrap();
+        assert!(ar.contains(&format!("iprev={want}")), "{limits:?}: {ar}");
+        milter.stop().await;
+    }
+}

@@ -358,6 +358,8 @@ async fn simple_header_canonicalization_verifies_without_leading_space_option() 
     let out = Outcome { status, actions };
     let ar = out.auth_results().unwrap();
     assert!(ar.contains("dkim=pass"), "{ar}");
+    // RFC 6376 §3.5 i=: absent means "@" and the d= domain.
+    assert!(ar.contains("header.i=@bank.test"), "{ar}");
     assert_eq!(out.verdict(), "accept");
     conn.close().await.unwrap();
     milter.stop().await;

@@ -921,6 +921,14 @@ fn build() -> Corpus {
         json!({"spf": "pass", "dmarc": "pass", "verdict": "accept"}),
     );
 
+    c.case(
+        "spf-source-routed-mail-from",
+        "RFC 7208 §2.4 / RFC 5321 §4.1.2: a source route in MAIL FROM is ignored; SPF checks the mailbox's domain",
+        (BANK_IP, "mail.bank.test", "@relay.example:alerts@bank.test"),
+        msg(bank_from, "", "x\r\n"),
+        json!({"spf": "pass", "dmarc": "pass", "verdict": "accept"}),
+    );
+
     // --- Client addresses --------------------------------------------------
     c.case(
         "client-ipv4-mapped-ipv6",

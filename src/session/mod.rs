@@ -134,12 +134,18 @@ impl Session {
         queue_id: Option<String>,
         authenticated: Option<String>,
     ) -> Outcome {
-        let mail_from = reverse_path
+        let path = reverse_path
             .trim()
             .trim_start_matches('<')
             .trim_end_matches('>')
-            .trim()
-            .to_string();
+            .trim();
+        // RFC 5321 §4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">"; the source
+        // route is obsolete and ignored (§C), the mailbox is the identity.
+        let path = match path.split_once(':') {
+            Some((route, mailbox)) if route.starts_with('@') => mailbox,
+            _ => path,
+        };
+        let mail_from = path.to_string();
         let mut msg = Message::new(
             mail_from.clone(),
             queue_id,
