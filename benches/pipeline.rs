@@ -17,61 +17,26 @@
 mod dns_server;
 #[path = "common/mix.rs"]
 mod mix;
+#[path = "common/session.rs"]
+mod session;
 
-use authmilter::{config::Config, policy::Action, session::Session, stats::Stats, Runtime};
+use authmilter::policy::Action;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dns_server::TestDns;
-use mix::{Floor, Msg};
-use std::{net::IpAddr, sync::Arc};
-
-/// One message through a fresh session; returns the verdict.
-async fn pipeline(rt: &Arc<Runtime>, m: &Msg, fields: &[(String, Vec<u8>)], body: &[u8]) -> Action {
-    let mut s = Session::new(rt.clone(), true);
-    let ip = IpAddr::from(m.client);
-    s.connect("mail.bench.example", authmilter::session::Client::Inet(ip));
-    s.helo("mail.bench.example");
-    let _ = s
-        .mail(&format!("<{}>", m.mail_from), Some("Q1".into()), None)
-        .await;
-    s.rcpt();
-    for (name, value) in fields {
-        s.header(name, value);
-    }
-    s.eoh();
-    for chunk in body.chunks(65535) {
-        s.body(chunk);
-    }
-    let (_, plan) = s.eom(Some("Q1".into())).await.expect("a message");
-    plan.verdict.action
-}
+use mix::Floor;
 
 fn benches(c: &mut Criterion) {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let keys = mix::keys();
     let dns = tokio.block_on(TestDns::start(mix::zones(&keys)));
-    let config = Config::parse(
-        &format!(
-            "[milter]\nauthserv_id = \"mx.bench\"\n[dns]\nnameservers = [\"{}\"]\n[policy]\ntrusted_networks = []\n",
-            dns.addr
-        ),
-        "pipeline.toml",
-    )
-    .unwrap();
-    let rt = {
-        let _guard = tokio.enter();
-        Arc::new(Runtime::new(config, Arc::new(Stats::default())).unwrap())
-    };
+    let rt = session::runtime(&tokio, dns.addr, "pipeline.toml");
     let msgs = mix::mix(&keys);
     let floor = Floor::new(&keys);
 
     let mut group = c.benchmark_group("per-message");
     for (i, m) in msgs.iter().enumerate() {
         let body = m.body();
-        let fields: Vec<(String, Vec<u8>)> = m
-            .fields
-            .iter()
-            .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), v.clone()))
-            .collect();
+        let fields = session::fields(m);
         // Warm the DNS cache, and check the verdict is the expected one.
         let spoof = m.mail_from.starts_with('x');
         let want = if spoof {
@@ -79,12 +44,13 @@ fn benches(c: &mut Criterion) {
         } else {
             Action::Accept
         };
-        let got = tokio.block_on(pipeline(&rt, m, &fields, body));
+        let got = tokio.block_on(session::run(&rt, m, &fields, body));
         assert_eq!(got, want, "mix-{i}");
         let label = format!("mix-{i} ({} KiB)", m.raw.len() / 1024);
         group.throughput(Throughput::Bytes(m.raw.len() as u64));
         group.bench_with_input(BenchmarkId::new("pipeline", &label), m, |b, m| {
-            b.to_async(&tokio).iter(|| pipeline(&rt, m, &fields, body))
+            b.to_async(&tokio)
+                .iter(|| session::run(&rt, m, &fields, body))
         });
         group.bench_with_input(BenchmarkId::new("floor", &label), m, |b, m| {
             b.iter(|| floor.message(m))

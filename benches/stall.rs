@@ -15,43 +15,20 @@
 mod dns_server;
 #[path = "common/mix.rs"]
 mod mix;
+#[path = "common/session.rs"]
+mod session;
 
-use authmilter::{config::Config, policy::Action, session::Session, stats::Stats, Runtime};
+use authmilter::{policy::Action, Runtime};
 use dns_server::TestDns;
 use mix::Msg;
+use session::fields;
 use std::{
-    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 async fn one(rt: &Arc<Runtime>, m: &Msg, fields: &[(String, Vec<u8>)]) -> Action {
-    let mut s = Session::new(rt.clone(), true);
-    s.connect(
-        "mail.bench.example",
-        authmilter::session::Client::Inet(IpAddr::from(m.client)),
-    );
-    s.helo("mail.bench.example");
-    let _ = s
-        .mail(&format!("<{}>", m.mail_from), Some("Q1".into()), None)
-        .await;
-    s.rcpt();
-    for (name, value) in fields {
-        s.header(name, value);
-    }
-    s.eoh();
-    for chunk in m.body().chunks(65535) {
-        s.body(chunk);
-    }
-    let (_, plan) = s.eom(Some("Q1".into())).await.expect("a message");
-    plan.verdict.action
-}
-
-fn fields(m: &Msg) -> Vec<(String, Vec<u8>)> {
-    m.fields
-        .iter()
-        .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), v.clone()))
-        .collect()
+    session::run(rt, m, fields, m.body()).await
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -70,18 +47,7 @@ fn main() {
         .unwrap();
     let keys = mix::keys();
     let dns = tokio.block_on(TestDns::start(mix::zones(&keys)));
-    let config = Config::parse(
-        &format!(
-            "[milter]\nauthserv_id = \"mx.bench\"\n[dns]\nnameservers = [\"{}\"]\n[policy]\ntrusted_networks = []\n",
-            dns.addr
-        ),
-        "stall.toml",
-    )
-    .unwrap();
-    let rt = {
-        let _guard = tokio.enter();
-        Arc::new(Runtime::new(config, Arc::new(Stats::default())).unwrap())
-    };
+    let rt = session::runtime(&tokio, dns.addr, "stall.toml");
     let small = mix::make(&keys, 0, 2, "r");
     let big = Arc::new(mix::make(&keys, 9, 24 * 1024, "r"));
     let (sf, bf) = (fields(&small), Arc::new(fields(&big)));
