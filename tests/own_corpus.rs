@@ -98,6 +98,18 @@ fn bad_keys(ed: &Key) -> String {
     )
 }
 
+fn cap_zone(ed: &Key) -> String {
+    let mut z = String::from("_dmarc IN TXT \"v=DMARC1; p=reject\"\n");
+    for n in 1..=10 {
+        z.push_str(&format!("_dmarc.s{n} IN TXT \"v=DMARC1; p=none; psd=n\"\n"));
+        z.push_str(
+            &ed.zone_line("k")
+                .replacen("k._domainkey", &format!("k._domainkey.s{n}"), 1),
+        );
+    }
+    z
+}
+
 fn zones() -> Vec<(String, String)> {
     let ed = Key::ed25519(1);
     let ed2 = Key::ed25519(2);
@@ -200,6 +212,8 @@ fn zones() -> Vec<(String, String)> {
             "badsprua.test",
             "_dmarc IN TXT \"v=DMARC1; p=reject; sp=bogus; rua=mailto:agg@badsprua.test\"\n",
         ),
+        // Ten signing subdomains, each its own Organizational Domain (psd=n).
+        zone("cap.test", &cap_zone(&ed)),
         // RFC 9989 §4.5 / RFC 7208 §3.3: TXT strings are joined.
         zone("split.test", "_dmarc IN TXT \"v=DMARC1; p=\" \"reject\"\n"),
         // Only the author's zone is served: its parent answers SERVFAIL.
@@ -921,6 +935,17 @@ fn build() -> Corpus {
         json!({"spf": "pass", "dmarc": "pass", "verdict": "accept"}),
     );
 
+    let mut many = msg(" x@cap.test", "", "x\r\n");
+    for n in 1..=10 {
+        many = signed(many, &Spec::new(&format!("s{n}.cap.test"), "k"), &ed);
+    }
+    c.case(
+        "dmarc-alignment-walks-are-bounded",
+        "at most 10 Organizational Domain walks per message (OpenDMARC #433, mailauth's cap): past it the result is temperror, never a pass or a fail",
+        spoof,
+        many,
+        json!({"dmarc": "temperror", "verdict": "tempfail"}),
+    );
     c.case(
         "spf-source-routed-mail-from",
         "RFC 7208 §2.4 / RFC 5321 §4.1.2: a source route in MAIL FROM is ignored; SPF checks the mailbox's domain",
