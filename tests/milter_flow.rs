@@ -297,6 +297,12 @@ async fn a_client_without_address_is_trusted_only_as_configured() {
     let milter = TestMilter::with_policy(dns.addr, "trust_local = false").await;
     assert_eq!(spoof_from(milter.addr, unix).await.verdict(), "reject");
     milter.stop().await;
+    let milter = TestMilter::with_policy(dns.addr, "trust_unknown_family = true").await;
+    assert_eq!(
+        spoof_from(milter.addr, SocketInfo::Unknown).await.verdict(),
+        "accept"
+    );
+    milter.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

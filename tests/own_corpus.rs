@@ -396,20 +396,43 @@ fn build() -> Corpus {
     let raw = signed(msg(bank_from, "", &big_body.repeat(40)), &bank_spec, &ed);
     c.case(
         "limit-message-size-dkim-only-alignment",
-        "a signature not verified because of limits.max_message_size is not a DMARC failure: never rejected",
+        "a signature not verified because of limits.max_message_size is not a DMARC failure: never rejected; quarantined by default (policy.dkim_over_limit)",
         spoof,
         raw,
-        json!({"dkim": ["policy"], "dmarc": "permerror", "verdict": "accept"}),
+        json!({"dkim": ["policy"], "dmarc": "permerror", "verdict": "quarantine"}),
     )["config"] = json!("\n[limits]\nmax_message_size = 2048\n");
     let first = signed(msg(bank_from, "", "Hi.\r\n"), &bank_spec, &ed);
     let raw = signed(first, &Spec::new("esp.test", "e1"), &ed2);
     c.case(
-        "limit-max-signatures",
-        "the aligned signature is past limits.max_signatures: not verified, not a DMARC failure",
+        "limit-max-signatures-alignable-first",
+        "over limits.max_signatures the signatures that may align with From are verified first: the bank.test signature (second in header order) is the one verified",
         spoof,
         raw,
-        json!({"dkim": ["pass", "policy"], "dmarc": "permerror", "verdict": "accept"}),
+        json!({"dkim": ["policy", "pass"], "dmarc": "pass", "verdict": "accept"}),
     )["config"] = json!("\n[limits]\nmax_signatures = 1\n");
+
+    let mut junk = msg(bank_from, "", "Pay now.\r\n");
+    for n in 0..11 {
+        junk = signed(junk, &Spec::new("bank.test", &format!("x{n}")), &ed);
+    }
+    c.case(
+        "limit-max-signatures-no-escape",
+        "eleven d=bank.test signatures without keys: ten verified (permerror), the eleventh not verified counts as no signature; the spoof is still rejected",
+        spoof,
+        junk,
+        json!({"dmarc": "fail", "verdict": "reject"}),
+    )["config"] = json!("\n[limits]\nmax_signatures = 10\n");
+    c.case(
+        "limit-message-size-p-none",
+        "a local limit never makes the verdict stricter than the domain's own policy would on failure (p=none: accept)",
+        spoof,
+        signed(
+            msg(" x@testing.test", "", &"y".repeat(3000)),
+            &Spec::new("testing.test", "s1"),
+            &ed,
+        ),
+        json!({"dkim": ["policy"], "dmarc": "permerror", "verdict": "accept"}),
+    )["config"] = json!("\n[limits]\nmax_message_size = 2048\n");
 
     // --- DMARC policy discovery (RFC 9989 §4.10.1) -----------------------
     c.case(
@@ -659,10 +682,10 @@ fn build() -> Corpus {
     );
     c.case(
         "from-unparsable",
-        "an unparsable From cannot be evaluated: rejected by default, never dmarc=permerror and accepted",
+        "a From that does not parse is read leniently: every @domain in it counts, so the spoof of bank.test (p=reject) is still rejected",
         spoof,
         msg(" security@bank.test <", "", "x\r\n"),
-        json!({"verdict": "reject", "reply": "550 5.7.1"}),
+        json!({"dmarc": "fail", "verdict": "reject", "reply": "550 5.7.1"}),
     );
     c.case(
         "from-missing-accept-is-explicit",
@@ -673,11 +696,47 @@ fn build() -> Corpus {
     )["config"] = json!("invalid_from = \"accept\"\n");
     c.case(
         "from-two-domains-one-unserved",
-        "several From domains, one whose policy lookup fails: temperror, not the policies found so far",
+        "several From domains, one whose policy lookup fails: temperror, not the milder policies found so far",
         spoof,
-        msg(" a@bank.test, b@unserved.example", "", "x\r\n"),
+        msg(" a@testing.test, b@unserved.example", "", "x\r\n"),
         json!({"dmarc": "temperror", "verdict": "tempfail"}),
     );
+    c.case(
+        "from-two-domains-reject-found",
+        "several From domains, one p=reject: the lookup that failed cannot make it milder than reject",
+        spoof,
+        msg(" a@bank.test, b@unserved.example", "", "x\r\n"),
+        json!({"dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject"}),
+    );
+    c.case(
+        "from-reject-domain-behind-five-others",
+        "more From domains than are looked up (5): never evaluated on a subset that could hide bank.test; invalid From",
+        spoof,
+        msg(" a@d1.test, a@d2.test, a@d3.test, a@d4.test, a@d5.test, ceo@bank.test", "", "x\r\n"),
+        json!({"verdict": "reject", "reply": "550 5.7.1"}),
+    );
+    for (id, from) in [
+        (
+            "from-lenient-comma-in-display-name",
+            " Bank, Security <security@bank.test>",
+        ),
+        (
+            "from-lenient-brackets-in-display-name",
+            " Security [Bank] <security@bank.test>",
+        ),
+        (
+            "from-lenient-address-as-display-name",
+            " security@bank.test <security@bank.test>",
+        ),
+    ] {
+        c.case(
+            id,
+            "common non-RFC-5322 From forms are read leniently, not rejected as invalid: the spoof of bank.test gets bank.test's policy",
+            spoof,
+            msg(from, "", "x\r\n"),
+            json!({"dmarc": "fail", "dmarc_policy": "reject", "verdict": "reject", "reply": "550 5.7.1 Email from bank.test"}),
+        );
+    }
     c.case(
         "from-two-fields",
         "RFC 5322 §3.6: one From field; with two, never a pass",

@@ -65,12 +65,21 @@ pub struct KeyCache {
 }
 
 impl ResolverCache<Box<str>, Txt> for KeyCache {
+    /// Every key was fetched ahead of time: a name not in the cache is an
+    /// error (temporary), never a lookup of the library's own outside our
+    /// DNS budget (it would otherwise query `_report._domainkey` and any key
+    /// it selected differently).
     fn get<Q>(&self, name: &Q) -> Option<Txt>
     where
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.keys.get(name).map(|k| k.txt.clone())
+        Some(match self.keys.get(name) {
+            Some(k) => k.txt.clone(),
+            None => Txt::Error(MaError::Dns(DnsError::Resolver(
+                "key not fetched ahead of verification".into(),
+            ))),
+        })
     }
 
     fn remove<Q>(&self, _name: &Q) -> Option<Txt>
@@ -82,6 +91,37 @@ impl ResolverCache<Box<str>, Txt> for KeyCache {
     }
 
     fn insert(&self, _key: Box<str>, _value: Txt, _valid_until: Instant) {}
+}
+
+/// Whether `d` may share the author's Organizational Domain, judged from the
+/// names alone (parent, child, or the same last two labels): the signatures
+/// verified first when there are more than `limits.max_signatures`.
+fn may_align(d: &str, author: Option<&str>) -> bool {
+    let Some(a) = author else {
+        return false;
+    };
+    let d = d.trim_end_matches('.').to_ascii_lowercase();
+    fn last2(x: &str) -> Vec<&str> {
+        x.rsplit('.').take(2).collect()
+    }
+    d == a
+        || d.ends_with(&format!(".{a}"))
+        || a.ends_with(&format!(".{d}"))
+        || last2(&d) == last2(a)
+}
+
+/// The signatures verified, as the library parses them (so key prefetch and
+/// verification agree): those that may align with the author first, then
+/// header order, at most `max`.
+fn selected(values: &[Vec<u8>], author: Option<&str>, max: usize) -> Vec<Signature> {
+    let mut sigs: Vec<Signature> = values
+        .iter()
+        .filter_map(|v| Signature::parse(v).ok())
+        .filter(|s| s.l == 0)
+        .collect();
+    sigs.sort_by_key(|s| !may_align(&s.d, author));
+    sigs.truncate(max);
+    sigs
 }
 
 /// Splits a tag=value list (RFC 6376 §3.2).
@@ -222,31 +262,35 @@ pub fn signing_domains<'a>(
     out
 }
 
-/// Fetches, concurrently, the keys named by the first `max` DKIM-Signature
-/// header values.
-pub async fn prefetch_keys<'a>(
+/// Fetches, concurrently, the keys of the signatures that will be verified
+/// (see [`selected`]).
+pub async fn prefetch_keys(
     dns: &Dns,
-    signatures: impl IntoIterator<Item = &'a [u8]>,
+    values: &[Vec<u8>],
+    author: Option<&str>,
     max: usize,
 ) -> KeyCache {
-    let mut names: Vec<String> = Vec::new();
-    for v in signatures.into_iter().take(max) {
-        let t = tags(v);
-        if let (Some(d), Some(s)) = (tag(&t, "d"), tag(&t, "s")) {
-            let n = key_name(s, d);
-            if !names.contains(&n) {
-                names.push(n);
-            }
+    // The library asks for `s._domainkey.d.` as the signature writes it;
+    // DNS names are case-insensitive: fetch once per lower-case name.
+    let mut names: Vec<(String, String)> = Vec::new();
+    for sig in selected(values, author, max) {
+        let exact = format!("{}._domainkey.{}.", sig.s, sig.d);
+        if !names.iter().any(|(e, _)| *e == exact) {
+            names.push((exact, key_name(&sig.s, &sig.d)));
         }
     }
-    let fetched = futures::future::join_all(names.iter().map(|n| fetch_key(dns, n))).await;
-    KeyCache {
-        keys: names
-            .into_iter()
-            .map(String::into_boxed_str)
-            .zip(fetched)
-            .collect(),
+    let mut lower: Vec<String> = names.iter().map(|(_, l)| l.clone()).collect();
+    lower.dedup();
+    let fetched = futures::future::join_all(lower.iter().map(|n| fetch_key(dns, n))).await;
+    let by_lower: HashMap<String, KeyEntry> = lower.into_iter().zip(fetched).collect();
+    let mut keys = HashMap::new();
+    for (exact, l) in names {
+        if let Some(k) = by_lower.get(&l) {
+            keys.insert(exact.clone().into_boxed_str(), k.clone());
+            keys.insert(l.into_boxed_str(), k.clone());
+        }
     }
+    KeyCache { keys }
 }
 
 fn b_prefix(b: &[u8]) -> String {
@@ -377,6 +421,7 @@ pub async fn verify(
     raw: &[u8],
     values: &[Vec<u8>],
     keys: &KeyCache,
+    author: Option<&str>,
     max_signatures: usize,
 ) -> Vec<DkimEvidence> {
     let Some(mut msg) = AuthenticatedMessage::parse(raw) else {
@@ -384,13 +429,17 @@ pub async fn verify(
     };
     let mut out: Vec<(usize, DkimEvidence)> = Vec::new();
     if msg.dkim_headers.len() > max_signatures {
+        // Those that may align first (as the keys were fetched). The rest
+        // are not verified and count as no signature: a sender cannot
+        // escape DMARC by adding signatures.
+        msg.dkim_headers
+            .sort_by_key(|h| !may_align(&h.header.d, author));
         for h in msg.dkim_headers.drain(max_signatures..) {
-            let mut ev = evidence_from_tags(
+            let ev = evidence_from_tags(
                 h.value,
                 AuthResult::Policy,
                 format!("not verified: more than {max_signatures} signatures"),
             );
-            ev.local_limit = true;
             out.push((offset_of(raw, h.name), ev));
         }
     }

@@ -172,9 +172,12 @@ impl Record {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Found {
     Record(Arc<Record>),
-    /// No usable record (none, malformed, or several).
+    /// One DMARC record that is unusable (RFC 9989 §4.10.1: no valid `p`,
+    /// or an invalid `sp`/`np`, and no valid `rua`).
+    Invalid,
+    /// No record, or several (all discarded, §4.10 step 2).
     Nothing {
-        malformed: bool,
+        several: bool,
     },
     TempError(String),
 }
@@ -208,15 +211,15 @@ impl DmarcLookups {
                 match candidates.as_slice() {
                     [one] => match Record::parse(one) {
                         Some(r) => Found::Record(Arc::new(r)),
-                        None => Found::Nothing { malformed: true },
+                        None => Found::Invalid,
                     },
-                    [] => Found::Nothing { malformed: false },
+                    [] => Found::Nothing { several: false },
                     // RFC 9989 §4.10 step 2: several records are all discarded.
-                    _ => Found::Nothing { malformed: true },
+                    _ => Found::Nothing { several: true },
                 }
             }
             Err(LookupError::Temporary(e)) => Found::TempError(e),
-            Err(_) => Found::Nothing { malformed: false },
+            Err(_) => Found::Nothing { several: false },
         };
         self.memo
             .lock()
@@ -248,7 +251,7 @@ impl DmarcLookups {
                     }
                 }
                 Found::TempError(e) => return Err(format!("_dmarc.{name}: {e}")),
-                Found::Nothing { .. } => {}
+                Found::Nothing { .. } | Found::Invalid => {}
             }
         }
         Ok(out)
@@ -266,7 +269,10 @@ impl DmarcLookups {
                 }
             }
             Found::TempError(e) => return Discovery::TempError(format!("_dmarc.{domain}: {e}")),
-            Found::Nothing { malformed } => malformed,
+            // §4.10.1: a retrieved record without a valid p (and no valid
+            // rua) means no DMARC processing for this message.
+            Found::Invalid => return Discovery::NotFound { malformed: true },
+            Found::Nothing { several } => several,
         };
         let walked = match self.walk(dns, domain, false).await {
             Ok(w) => w,
@@ -493,7 +499,12 @@ async fn evaluate_conflicting(
         domains.first().cloned(),
         Some(reason.to_string()),
     );
-    if let Some(t) = temp {
+    // A lookup that failed can only matter when what was found is milder
+    // than reject: this From never passes, and reject is the strictest.
+    let strictest_found = best
+        .as_ref()
+        .is_some_and(|(_, e, _, _)| *e == DmarcPolicy::Reject);
+    if let (Some(t), false) = (temp, strictest_found) {
         ev.result = AuthResult::TempError;
         ev.reason = Some(format!("{reason}; {t}"));
     }

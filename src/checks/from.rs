@@ -56,21 +56,56 @@ impl FromIdentity {
 /// Most From domains whose policies are looked up for a conflicting From.
 pub const MAX_FROM_DOMAINS: usize = 5;
 
-/// The domains of one From field value, or why it has none.
-fn domains_of(value: &[u8]) -> Result<Vec<String>, String> {
+/// The domains of one From field value: `Ok` with every mailbox's domain
+/// when it parses as RFC 5322 addresses; `Err` with why not, and the domains
+/// a lenient scan finds in it.
+fn domains_of(value: &[u8]) -> Result<Vec<String>, (String, Vec<String>)> {
     let value = value.strip_suffix(b"\r\n").unwrap_or(value);
     let value = value.strip_suffix(b"\n").unwrap_or(value);
-    let list = address::parse_address_list(value)
-        .map_err(|e| format!("From does not parse as RFC 5322 addresses: {}", e.0))?;
+    let list = match address::parse_address_list(value) {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!("From does not parse as RFC 5322 addresses: {}", e.0);
+            return Err((why, lenient_domains(value)));
+        }
+    };
     if list.is_empty() {
-        return Err("From holds no mailbox".into());
+        return Err(("From holds no mailbox".into(), vec![]));
     }
-    list.iter()
-        .map(|a| {
-            normalize_domain(&a.domain)
-                .ok_or_else(|| format!("From domain `{}` is not a domain name", a.domain))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for a in &list {
+        match normalize_domain(&a.domain) {
+            Some(d) => out.push(d),
+            None => {
+                let why = format!("From domain `{}` is not a domain name", a.domain);
+                return Err((why, lenient_domains(value)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every domain after an `@` anywhere in a From value that does not parse
+/// (real mail has `Doe, John <jd@example.com>` and `Support [Acme] <s@...>`):
+/// in quoted strings, comments and display names too, so whatever a mail
+/// client might show as the sender is among them. One domain is evaluated as
+/// the author's; several can never pass.
+fn lenient_domains(value: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(at) = rest.find('@') {
+        rest = &rest[at + 1..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || "<>()[],;:\"@\\".contains(c))
+            .unwrap_or(rest.len());
+        if let Some(d) = normalize_domain(&rest[..end]) {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// Normalises a domain: lower case, no trailing dot, A-labels for IDNs.
@@ -106,29 +141,39 @@ pub fn identify<'a>(from_values: impl IntoIterator<Item = &'a [u8]>) -> FromIden
     }
     let mut domains: Vec<String> = Vec::new();
     let mut problem = None;
+    let mut lenient = false;
     for v in &values {
-        match domains_of(v) {
-            Ok(ds) => {
-                for d in ds {
-                    if !domains.contains(&d) {
-                        domains.push(d);
-                    }
-                }
+        let ds = match domains_of(v) {
+            Ok(ds) => ds,
+            Err((why, found)) => {
+                problem = problem.or(Some(why));
+                lenient |= !found.is_empty();
+                found
             }
-            Err(e) => problem = problem.or(Some(e)),
+        };
+        for d in ds {
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
         }
     }
     if domains.is_empty() {
         return FromIdentity::Invalid(problem.unwrap_or_else(|| "From holds no mailbox".into()));
     }
-    domains.truncate(MAX_FROM_DOMAINS);
+    if domains.len() > MAX_FROM_DOMAINS {
+        // Not every policy would be looked up: a listed p=reject domain
+        // could hide behind junk ones.
+        return FromIdentity::Invalid(format!(
+            "From has addresses in more than {MAX_FROM_DOMAINS} domains"
+        ));
+    }
     if values.len() > 1 {
         return FromIdentity::Conflicting {
             domains,
             reason: format!("{} From header fields", values.len()),
         };
     }
-    if let Some(p) = problem {
+    if let (Some(p), false) = (problem, lenient && domains.len() == 1) {
         return FromIdentity::Conflicting { domains, reason: p };
     }
     if domains.len() > 1 {
@@ -180,6 +225,7 @@ mod tests {
     fn missing_or_unparseable() {
         assert_eq!(id(&[]), FromIdentity::Missing);
         assert!(matches!(id(&[" undisclosed"]), FromIdentity::Invalid(_)));
+        assert!(matches!(id(&[" ceo@"]), FromIdentity::Invalid(_)));
         assert!(matches!(id(&[" Undisclosed:;"]), FromIdentity::Invalid(_)));
         assert!(matches!(id(&[" a@[192.0.2.1]"]), FromIdentity::Invalid(_)));
         assert!(matches!(id(&[""]), FromIdentity::Invalid(_)));
@@ -208,11 +254,38 @@ mod tests {
 
     #[test]
     fn a_phrase_with_an_at_sign_is_not_an_address() {
-        // `@` is a special: it cannot stand in a display-name atom.
+        // `@` is a special: it cannot stand in a display-name atom. Scanned
+        // leniently, both domains count: never a pass.
         assert!(matches!(
             id(&[" evil@attacker.example <ceo@bank.example>"]),
-            FromIdentity::Invalid(_)
+            FromIdentity::Conflicting { ref domains, .. } if domains.len() == 2
         ));
+    }
+
+    #[test]
+    fn common_broken_forms_are_read_leniently() {
+        for v in [
+            " Doe, John <jd@Example.com>",
+            " Support [Acme] <jd@example.com>",
+            " jd@example.com <jd@example.com>",
+        ] {
+            assert_eq!(
+                id(&[v]),
+                FromIdentity::Single("example.com".into()),
+                "{v:?}"
+            );
+        }
+        // Every @domain anywhere counts, quoted or commented.
+        assert!(matches!(
+            id(&[" \"ceo@bank.example <x@evil.example>"]),
+            FromIdentity::Conflicting { .. }
+        ));
+    }
+
+    #[test]
+    fn more_domains_than_are_looked_up_is_invalid() {
+        let v = " a@d1.example, a@d2.example, a@d3.example, a@d4.example, a@d5.example, ceo@bank.example";
+        assert!(matches!(id(&[v]), FromIdentity::Invalid(_)));
     }
 
     #[test]

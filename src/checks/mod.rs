@@ -79,9 +79,11 @@ impl Checker {
         lookups: dmarc::DmarcLookups,
         spf_domain: Option<String>,
     ) -> dkim::KeyCache {
+        let author = from.domains().first().cloned();
         let keys = dkim::prefetch_keys(
             &self.dns,
-            dkim_values.iter().map(Vec::as_slice),
+            &dkim_values,
+            author.as_deref(),
             self.limits.max_signatures,
         );
         let policies = async {
@@ -110,16 +112,20 @@ impl Checker {
         raw: Vec<u8>,
         values: &[Vec<u8>],
         keys: &dkim::KeyCache,
+        author: Option<&str>,
     ) -> Vec<DkimEvidence> {
         let max = self.limits.max_signatures;
         if raw.len() < OFFLOAD_BYTES {
-            return dkim::verify(&self.dns, &raw, values, keys, max).await;
+            return dkim::verify(&self.dns, &raw, values, keys, author, max).await;
         }
         let (dns, values, keys) = (self.dns.clone(), values.to_vec(), keys.clone());
+        let author = author.map(str::to_string);
         let handle = tokio::runtime::Handle::current();
         let fallback = values.clone();
         tokio::task::spawn_blocking(move || {
-            handle.block_on(async { dkim::verify(&dns, &raw, &values, &keys, max).await })
+            handle.block_on(async {
+                dkim::verify(&dns, &raw, &values, &keys, author.as_deref(), max).await
+            })
         })
         .await
         .unwrap_or_else(|e| {

@@ -74,6 +74,7 @@ pub struct RawPolicy {
     pub spf_reject_at_mail: Option<bool>,
     pub trusted_networks: Option<Vec<String>>,
     pub trust_local: Option<bool>,
+    pub trust_unknown_family: Option<bool>,
     pub trust_authenticated: Option<bool>,
     /// check name → result word → rule
     pub rules: Option<BTreeMap<String, BTreeMap<String, RawRule>>>,

@@ -37,7 +37,7 @@ fn verdict_keys_for_from_and_limits() {
     let d = Config::default_config();
     assert_eq!(d.policy.invalid_from, Action::Reject);
     assert_eq!(d.policy.invalid_from_reply.code, 550);
-    assert_eq!(d.policy.dkim_over_limit, Action::Tag);
+    assert_eq!(d.policy.dkim_over_limit, Action::Quarantine);
     let c = Config::parse("[policy]\ninvalid_from = \"tempfail\"\n", "t").unwrap();
     assert_eq!(c.policy.invalid_from_reply.code, 451);
     // A local limit may never reject.

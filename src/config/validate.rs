@@ -549,7 +549,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
     let dkim_over_limit = action_key(
         "dkim_over_limit",
         p.dkim_over_limit.as_deref(),
-        Tag,
+        Quarantine,
         &[Accept, Tag, Quarantine, Tempfail],
     )?;
     let mut trusted_networks = Vec::new();
@@ -611,6 +611,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         spf_reject_at_mail: p.spf_reject_at_mail.unwrap_or(false),
         trusted_networks,
         trust_local: p.trust_local.unwrap_or(true),
+        trust_unknown_family: p.trust_unknown_family.unwrap_or(false),
         trust_authenticated: p.trust_authenticated.unwrap_or(true),
         rules,
         overrides,

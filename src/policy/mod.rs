@@ -137,6 +137,8 @@ pub struct PolicyConfig {
     pub trusted_networks: Vec<IpNet>,
     /// Trust local submissions over a unix socket (no client address).
     pub trust_local: bool,
+    /// Trust connections of unknown address family (off by default).
+    pub trust_unknown_family: bool,
     pub trust_authenticated: bool,
     pub rules: Vec<Rule>,
     pub overrides: Vec<Override>,
@@ -218,12 +220,22 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
                 ),
             });
         }
-        _ if ev.dmarc.local_limit && cfg.dkim_over_limit != Action::Accept => {
-            enforced.push(Proposal {
-                action: cfg.dkim_over_limit,
-                reply: None,
-                reason: format!("dmarc undecided: DKIM over local limit domain={from}"),
-            });
+        _ if ev.dmarc.local_limit => {
+            // Never stricter than what a failure would get under the
+            // domain's own policy.
+            let by_policy = match ev.dmarc.effective {
+                DmarcPolicy::Reject => Action::Reject,
+                DmarcPolicy::Quarantine => Action::Quarantine,
+                DmarcPolicy::None => Action::Accept,
+            };
+            let action = cfg.dkim_over_limit.min(by_policy);
+            if action != Action::Accept {
+                enforced.push(Proposal {
+                    action,
+                    reply: None,
+                    reason: format!("dmarc undecided: DKIM over local limit domain={from}"),
+                });
+            }
         }
         AuthResult::TempError if cfg.dmarc_temperror == TempErrorAction::Tempfail => {
             enforced.push(Proposal {

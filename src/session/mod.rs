@@ -113,8 +113,9 @@ impl Session {
             // A local submission over a unix socket (sendmail -bs): trusted
             // only as `policy.trust_local` says.
             Client::Local => policy.trust_local,
-            // An unknown family is never trusted.
-            Client::Unknown => false,
+            // An unknown family (Sendmail's local submissions) is trusted
+            // only when `policy.trust_unknown_family` says so.
+            Client::Unknown => policy.trust_unknown_family,
         };
         if let Some(ip) = ip {
             let checker = self.rt.checker.clone();
@@ -372,6 +373,7 @@ impl Session {
             Some(p) => p.get_within(limit).await.ok().flatten(),
             None => None,
         };
+        let author = identity.domains().first().cloned();
         // From here on the work starts at end of message.
         let deadline = tokio::time::Instant::now() + limit;
         let dkim = match keys {
@@ -383,7 +385,12 @@ impl Session {
             Some(keys) => {
                 match timeout_at(
                     deadline,
-                    checker.dkim(std::mem::take(&mut msg.raw), &msg.dkim_values, &keys),
+                    checker.dkim(
+                        std::mem::take(&mut msg.raw),
+                        &msg.dkim_values,
+                        &keys,
+                        author.as_deref(),
+                    ),
                 )
                 .await
                 {
