@@ -9,9 +9,26 @@ pub mod from;
 pub mod iprev;
 pub mod spf;
 
-use crate::{config::Limits, dns::Dns};
+use crate::dns::Dns;
 use evidence::{DkimEvidence, DmarcEvidence, IprevEvidence, SpfEvidence};
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+/// Resource limits of one message (set from `[limits]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message buffered for DKIM verification (headers and body).
+    pub max_message_size: usize,
+    /// Most bytes buffered for all in-flight messages together; a message
+    /// that would pass it tempfails.
+    pub max_buffered_bytes: u64,
+    /// Most DKIM signatures verified per message; the rest are reported as `policy`.
+    pub max_signatures: usize,
+    /// Most PTR names forward-confirmed for iprev.
+    pub max_ptr_names: usize,
+    /// Longest wait on a check, counted from when its lookups could start;
+    /// whatever is still unknown then is `temperror`.
+    pub message_deadline: Duration,
+}
 
 /// Messages from this size on are verified off the async worker threads.
 pub const OFFLOAD_BYTES: usize = 256 * 1024;

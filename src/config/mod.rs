@@ -8,9 +8,11 @@ pub mod file;
 pub mod validate;
 
 use crate::policy::PolicyConfig;
+// The settings of the layers below, which own their types: config builds
+// them, nothing below imports config.
+pub use crate::{checks::Limits, dns::DnsConfig};
 use std::{
     fmt,
-    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -67,38 +69,6 @@ impl fmt::Display for SocketSpec {
             Self::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
-}
-
-/// DNS resolver settings shared by every check.
-#[derive(Debug, Clone)]
-pub struct DnsConfig {
-    /// Explicit name servers; empty means the system resolver configuration.
-    pub nameservers: Vec<SocketAddr>,
-    pub timeout: Duration,
-    pub attempts: usize,
-    /// Entries the DNS cache expects to hold (a sizing hint).
-    pub cache_size: u64,
-    /// Bytes the DNS cache may hold: its bound.
-    pub cache_bytes: u64,
-    pub max_ttl: Duration,
-    pub negative_max_ttl: Duration,
-}
-
-/// Resource limits.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest message buffered for DKIM verification (headers and body).
-    pub max_message_size: usize,
-    /// Most bytes buffered for all in-flight messages together; a message
-    /// that would pass it tempfails.
-    pub max_buffered_bytes: u64,
-    /// Most DKIM signatures verified per message; the rest are reported as `policy`.
-    pub max_signatures: usize,
-    /// Most PTR names forward-confirmed for iprev.
-    pub max_ptr_names: usize,
-    /// Longest time from MAIL FROM to the verdict spent waiting on checks;
-    /// whatever is still unknown then is `temperror`.
-    pub message_deadline: Duration,
 }
 
 /// Logging settings.

@@ -16,7 +16,6 @@
 
 mod spf_lookup;
 
-use crate::config::DnsConfig;
 use hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts},
     net::{DnsError, NetError},
@@ -28,10 +27,25 @@ use hickory_resolver::{
 use mail_auth::MessageAuthenticator;
 use std::{
     fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+/// DNS resolver settings (set from `[dns]`).
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Explicit name servers; empty means the system resolver configuration.
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub attempts: usize,
+    /// Entries the DNS cache expects to hold (a sizing hint).
+    pub cache_size: u64,
+    /// Bytes the DNS cache may hold: its bound.
+    pub cache_bytes: u64,
+    pub max_ttl: Duration,
+    pub negative_max_ttl: Duration,
+}
 
 /// Why a lookup produced no records.
 #[derive(Clone, Debug, PartialEq, Eq)]
