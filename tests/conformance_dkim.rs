@@ -98,27 +98,13 @@ impl Vector {
     }
 }
 
-/// Turns every bare LF into CRLF (CRLF stays as it is).
-fn to_crlf(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + text.len() / 32);
-    let mut prev = 0u8;
-    for &b in text {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 /// The DKIM-Signature field values of a message, top to bottom.
 fn signature_values(raw: &[u8]) -> Vec<Vec<u8>> {
     split_message(raw)
         .0
         .into_iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("DKIM-Signature"))
-        .map(|(_, v)| to_crlf(&v))
+        .map(|(_, v)| authmilter::session::crlf(&v))
         .collect()
 }
 
@@ -148,7 +134,7 @@ fn mail_auth_vectors(dir: &Path) -> Vec<Vector> {
             Vector {
                 id: format!("mail-auth/{file}"),
                 dns,
-                raw: to_crlf(message.as_bytes()),
+                raw: authmilter::session::crlf(message.as_bytes()),
                 want: want.to_vec(),
             }
         })
@@ -193,7 +179,7 @@ fn dkimpy_vectors(dir: &Path) -> Vec<Vector> {
             Vector {
                 id: format!("dkimpy/{id}"),
                 dns,
-                raw: to_crlf(&msg),
+                raw: authmilter::session::crlf(&msg),
                 want,
             }
         })

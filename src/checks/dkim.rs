@@ -113,7 +113,7 @@ fn may_align(d: &str, author: Option<&str>) -> bool {
 /// The signatures verified, as the library parses them (so key prefetch and
 /// verification agree): those that may align with the author first, then
 /// header order, at most `max`.
-fn selected(values: &[Vec<u8>], author: Option<&str>, max: usize) -> Vec<Signature> {
+pub fn selected(values: &[Vec<u8>], author: Option<&str>, max: usize) -> Vec<Signature> {
     let mut sigs: Vec<Signature> = values
         .iter()
         .filter_map(|v| Signature::parse(v).ok())
@@ -245,18 +245,13 @@ async fn fetch_key(dns: &Dns, name: &str) -> KeyEntry {
     }
 }
 
-/// The `d=` domains (lower case, distinct) of the first `max` signatures.
-pub fn signing_domains<'a>(
-    signatures: impl IntoIterator<Item = &'a [u8]>,
-    max: usize,
-) -> Vec<String> {
+/// The `d=` domains (lower case, distinct) of signatures.
+pub fn signing_domains(sigs: &[Signature]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for v in signatures.into_iter().take(max) {
-        if let Some(d) = tag(&tags(v), "d") {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if !d.is_empty() && !out.contains(&d) {
-                out.push(d);
-            }
+    for s in sigs {
+        let d = s.d.trim_end_matches('.').to_ascii_lowercase();
+        if !d.is_empty() && !out.contains(&d) {
+            out.push(d);
         }
     }
     out
@@ -270,10 +265,15 @@ pub async fn prefetch_keys(
     author: Option<&str>,
     max: usize,
 ) -> KeyCache {
+    fetch_keys(dns, &selected(values, author, max)).await
+}
+
+/// Fetches, concurrently, the keys of `sigs`.
+pub async fn fetch_keys(dns: &Dns, sigs: &[Signature]) -> KeyCache {
     // The library asks for `s._domainkey.d.` as the signature writes it;
     // DNS names are case-insensitive: fetch once per lower-case name.
     let mut names: Vec<(String, String)> = Vec::new();
-    for sig in selected(values, author, max) {
+    for sig in sigs {
         let exact = format!("{}._domainkey.{}.", sig.s, sig.d);
         if !names.iter().any(|(e, _)| *e == exact) {
             names.push((exact, key_name(&sig.s, &sig.d)));

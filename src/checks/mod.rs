@@ -97,22 +97,17 @@ impl Checker {
         spf_domain: Option<String>,
     ) -> dkim::KeyCache {
         let author = from.domains().first().cloned();
-        let keys = dkim::prefetch_keys(
-            &self.dns,
-            &dkim_values,
-            author.as_deref(),
-            self.limits.max_signatures,
-        );
+        // One selection: the keys fetched and the identifiers walked are
+        // those of the signatures that will be verified.
+        let sigs = dkim::selected(&dkim_values, author.as_deref(), self.limits.max_signatures);
+        let keys = dkim::fetch_keys(&self.dns, &sigs);
         let policies = async {
             let domains = from.domains();
             for d in &domains {
                 lookups.discover(&self.dns, d).await;
             }
             if let [author] = domains.as_slice() {
-                let mut ids: Vec<String> = dkim::signing_domains(
-                    dkim_values.iter().map(Vec::as_slice),
-                    self.limits.max_signatures,
-                );
+                let mut ids = dkim::signing_domains(&sigs);
                 ids.extend(spf_domain);
                 lookups.prefetch_alignment(&self.dns, author, &ids).await;
             }
