@@ -220,6 +220,10 @@ fn zones() -> Vec<(String, String)> {
         zone("a.errwalk.example", ""),
         zone("vsecond.test", "_dmarc IN TXT \"p=reject; v=DMARC1\"\n"),
         zone(
+            "invalsub.test",
+            "_dmarc IN TXT \"v=DMARC1; p=reject\"\n_dmarc.sub IN TXT \"v=DMARC1; p=rejectt\"\nsub IN A 192.0.2.99\n",
+        ),
+        zone(
             "nop-rua.test",
             "_dmarc IN TXT \"v=DMARC1; rua=mailto:agg@nop-rua.test\"\n",
         ),
@@ -944,6 +948,14 @@ fn build() -> Corpus {
             "absent",
             "accept",
             "RFC 9989 §4.10.1: no p and no rua: no DMARC processing",
+        ),
+        (
+            "dmarc-record-invalid-at-author-stops",
+            "sub.invalsub.test",
+            "none",
+            "absent",
+            "accept",
+            "RFC 9989 §4.10.1: the Author Domain's own record has no valid p and no rua: no DMARC processing, the parent's p=reject is not looked for",
         ),
     ] {
         c.case(
