@@ -24,6 +24,7 @@
 
 pub mod actions;
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod listener;
@@ -56,12 +57,17 @@ impl Runtime {
     /// Fails when the resolver cannot be built.
     pub fn new(config: Config, stats: Arc<stats::Stats>) -> Result<Self, String> {
         let dns = dns::Dns::new(&config.dns)?;
+        Ok(Self::with_dns(config, stats, dns))
+    }
+
+    /// Builds the runtime around a given resolver (zone files, a capture).
+    pub fn with_dns(config: Config, stats: Arc<stats::Stats>, dns: dns::Dns) -> Self {
         let checker = Checker::new(dns, config.limits.clone());
-        Ok(Self {
+        Self {
             config: Arc::new(config),
             checker,
             stats,
-        })
+        }
     }
 }
 
@@ -130,4 +136,13 @@ pub async fn run(
         shutdown,
     )
     .await
+}
+
+/// One step of the decision trace: `authmilter check --explain` prints these;
+/// the daemon logs them at debug level with target `authmilter::explain`.
+#[macro_export]
+macro_rules! explain {
+    ($($arg:tt)*) => {
+        tracing::debug!(target: "authmilter::explain", $($arg)*)
+    };
 }

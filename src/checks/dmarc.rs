@@ -263,15 +263,19 @@ impl DmarcLookups {
     pub async fn discover(&self, dns: &Dns, domain: &str) -> Discovery {
         let malformed = match self.record_at(dns, domain).await {
             Found::Record(record) => {
+                crate::explain!("DMARC policy discovery for {domain}: a record at the Author Domain, _dmarc.{domain}");
                 return Discovery::Found {
                     at: domain.to_string(),
                     record,
-                }
+                };
             }
             Found::TempError(e) => return Discovery::TempError(format!("_dmarc.{domain}: {e}")),
             // §4.10.1: a retrieved record without a valid p (and no valid
             // rua) means no DMARC processing for this message.
-            Found::Invalid => return Discovery::NotFound { malformed: true },
+            Found::Invalid => {
+                crate::explain!("DMARC policy discovery for {domain}: the record at _dmarc.{domain} is not usable (no valid p= and no valid rua=): no DMARC processing (RFC 9989 4.10.1)");
+                return Discovery::NotFound { malformed: true };
+            }
             Found::Nothing { several } => several,
         };
         let walked = match self.walk(dns, domain, false).await {
@@ -283,6 +287,14 @@ impl DmarcLookups {
             .iter()
             .find(|(n, _)| *n == org)
             .or_else(|| walked.iter().find(|(_, r)| r.psd == Some(true)));
+        crate::explain!(
+            "DMARC policy discovery for {domain}: no record at the Author Domain; tree walk found records at [{}]; Organizational Domain {org}",
+            walked.iter().map(|(n, r)| match r.psd {
+                Some(true) => format!("{n} (psd=y)"),
+                Some(false) => format!("{n} (psd=n)"),
+                None => n.clone(),
+            }).collect::<Vec<_>>().join(", ")
+        );
         match chosen {
             Some((at, record)) => Discovery::Found {
                 at: at.clone(),
@@ -307,7 +319,9 @@ impl DmarcLookups {
             }
         }
         let walked = self.walk(dns, domain, true).await?;
-        Ok(select_org(domain, &walked))
+        let org = select_org(domain, &walked);
+        crate::explain!("Organizational Domain of {domain}: {org}");
+        Ok(org)
     }
 
     /// Runs, ahead of time, the walks that relaxed alignment of `ids` with
@@ -572,6 +586,17 @@ async fn evaluate_single(
                 Err(e) => temp = Some(format!("alignment lookup failed: {e}")),
             }
         }
+        crate::explain!(
+            "DMARC SPF alignment: spf={} for {} vs From {from} (aspf={}): {}",
+            spf.result,
+            spf.domain,
+            if record.aspf_strict { "s" } else { "r" },
+            if spf_aligned {
+                "aligned pass"
+            } else {
+                "no aligned pass"
+            }
+        );
     }
     let mut dkim_aligned = false;
     for sig in input.dkim {
@@ -590,6 +615,17 @@ async fn evaluate_single(
             Ok(false) => {}
             Err(e) => temp = temp.or(Some(format!("alignment lookup failed: {e}"))),
         }
+        crate::explain!(
+            "DMARC DKIM alignment: dkim={} d={} vs From {from} (adkim={}): {}",
+            sig.result,
+            sig.domain,
+            if record.adkim_strict { "s" } else { "r" },
+            if dkim_aligned {
+                "aligned pass"
+            } else {
+                "no aligned pass"
+            }
+        );
     }
     let passed = spf_aligned || dkim_aligned;
     let published = match applicable_policy(dns, from, &at, &record).await {
@@ -601,6 +637,19 @@ async fn evaluate_single(
             record.sp.or(record.p).unwrap_or(DmarcPolicy::None)
         }
     };
+    crate::explain!(
+        "DMARC policy for {from}: {published} (record at _dmarc.{at}{}{})",
+        if at == from {
+            ", p="
+        } else {
+            ", sp=/np= for a subdomain, else p="
+        },
+        if record.testing {
+            "; t=y: one step milder"
+        } else {
+            ""
+        }
+    );
     let mut local_limit = false;
     let (result, reason) = if passed {
         (AuthResult::Pass, None)

@@ -5,6 +5,7 @@
 //! the line (when it can be found) and the key.
 
 pub mod file;
+mod show;
 pub mod validate;
 
 use crate::policy::PolicyConfig;

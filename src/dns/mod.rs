@@ -14,7 +14,9 @@
 //! hold the same answers a second time. A hit skips hickory's lookup path
 //! entirely (name building, locks, timers).
 
+pub mod capture;
 mod spf_lookup;
+pub mod zones;
 
 use hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts},
@@ -111,11 +113,23 @@ fn rdata_bytes(r: &RData) -> usize {
 
 type Front = quick_cache::sync::Cache<Key, Entry, Bytes>;
 
+/// Where answers come from.
+#[derive(Clone)]
+enum Source {
+    /// The network, through hickory-resolver.
+    Resolver,
+    /// Zone files, without a network (`authmilter check --dns-zone`).
+    Zones(Arc<zones::ZoneSet>),
+}
+
 /// The shared resolver.
 #[derive(Clone)]
 pub struct Dns {
     auth: Arc<MessageAuthenticator>,
     front: Arc<Front>,
+    source: Source,
+    /// Where every answer of one evaluation is noted (a DNS capture).
+    recorder: Option<Arc<capture::Recorder>>,
     timeout: Duration,
     max_ttl: Duration,
     negative_max_ttl: Duration,
@@ -137,7 +151,36 @@ impl Dns {
     ///
     /// Fails when the system configuration cannot be read.
     pub fn new(cfg: &DnsConfig) -> Result<Self, String> {
-        let (config, mut opts) = if cfg.nameservers.is_empty() {
+        Self::build(cfg, Source::Resolver)
+    }
+
+    /// A resolver answering only from `zones`, never from the network:
+    /// names outside every zone are a temporary failure (SERVFAIL).
+    ///
+    /// # Errors
+    ///
+    /// Fails when mail-auth's authenticator cannot be built.
+    pub fn from_zones(cfg: &DnsConfig, zones: zones::ZoneSet) -> Result<Self, String> {
+        Self::build(cfg, Source::Zones(Arc::new(zones)))
+    }
+
+    /// This resolver (same cache), noting every answer in `recorder`.
+    pub fn recording(&self, recorder: Arc<capture::Recorder>) -> Self {
+        Self {
+            recorder: Some(recorder),
+            ..self.clone()
+        }
+    }
+
+    fn build(cfg: &DnsConfig, source: Source) -> Result<Self, String> {
+        let (config, mut opts) = if matches!(source, Source::Zones(_)) {
+            // mail-auth wants a resolver; it never queries it (keys are
+            // fetched here), and with no servers it could not.
+            (
+                ResolverConfig::from_parts(None, vec![], vec![]),
+                ResolverOpts::default(),
+            )
+        } else if cfg.nameservers.is_empty() {
             hickory_resolver::system_conf::read_system_conf()
                 .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
         } else {
@@ -179,6 +222,8 @@ impl Dns {
                 cfg.cache_bytes.max(4096),
                 Bytes,
             )),
+            source,
+            recorder: None,
             timeout: cfg.timeout,
             max_ttl: cfg.max_ttl,
             negative_max_ttl: cfg.negative_max_ttl,
@@ -204,23 +249,55 @@ impl Dns {
         }
         let key = (rtype, trimmed.to_ascii_lowercase());
         if let Some((until, cached)) = self.front.get(&key) {
-            if until > Instant::now() {
-                return match cached {
+            let now = Instant::now();
+            if until > now {
+                let res = match cached {
                     Cached::Found(data) => Ok(data.to_vec()),
                     Cached::NxDomain => Err(LookupError::NxDomain),
                     Cached::NoData => Err(LookupError::NoData),
                 };
+                self.note(trimmed, rtype, &res, until - now, true);
+                return res;
             }
         }
         let mut fqdn = Name::from_labels(trimmed.split('.').map(str::as_bytes))
             .map_err(|_| LookupError::NxDomain)?;
         fqdn.set_fqdn(true);
+        let (res, ttl) = match &self.source {
+            Source::Resolver => self.ask_resolver(fqdn, rtype).await,
+            Source::Zones(z) => ask_zones(z, &fqdn, rtype),
+        };
+        let ttl = ttl.map(|t| match res {
+            Ok(_) => t.min(self.max_ttl),
+            Err(_) => t.min(self.negative_max_ttl),
+        });
+        if let Some(ttl) = ttl.filter(|t| !t.is_zero()) {
+            let cached = match &res {
+                Ok(out) => Some(Cached::Found(out.as_slice().into())),
+                Err(LookupError::NxDomain) => Some(Cached::NxDomain),
+                Err(LookupError::NoData) => Some(Cached::NoData),
+                Err(LookupError::Temporary(_)) => None,
+            };
+            if let Some(c) = cached {
+                self.front.insert(key, (Instant::now() + ttl, c));
+            }
+        }
+        self.note(trimmed, rtype, &res, ttl.unwrap_or_default(), false);
+        res
+    }
+
+    /// The network's answer and how long it may be cached (`None`: not at all).
+    async fn ask_resolver(
+        &self,
+        fqdn: Name,
+        rtype: RecordType,
+    ) -> (Result<Vec<RData>, LookupError>, Option<Duration>) {
         // Twice the resolver's own budget: a safety net, never the normal path.
         let budget = self.timeout * (2 * self.auth.resolver().options().attempts as u32 + 1);
         let res = tokio::time::timeout(budget, self.auth.resolver().lookup(fqdn, rtype)).await;
         let now = Instant::now();
         match res {
-            Err(_) => Err(LookupError::Temporary("timed out".into())),
+            Err(_) => (Err(LookupError::Temporary("timed out".into())), None),
             Ok(Ok(lookup)) => {
                 let out: Vec<RData> = lookup
                     .answers()
@@ -228,34 +305,43 @@ impl Dns {
                     .filter(|r| r.record_type() == rtype)
                     .map(|r| r.data.clone())
                     .collect();
-                let until = lookup.valid_until().min(now + self.max_ttl);
+                let ttl = lookup.valid_until().saturating_duration_since(now);
                 if out.is_empty() {
-                    self.front.insert(key, (until, Cached::NoData));
-                    Err(LookupError::NoData)
+                    (Err(LookupError::NoData), Some(ttl))
                 } else {
-                    self.front
-                        .insert(key, (until, Cached::Found(out.as_slice().into())));
-                    Ok(out)
+                    (Ok(out), Some(ttl))
                 }
             }
             Ok(Err(e)) => {
-                let err = classify(&e);
                 let negative_ttl = match &e {
                     NetError::Dns(DnsError::NoRecordsFound(nr)) => nr.negative_ttl,
                     _ => None,
                 };
-                let cached = match err {
-                    LookupError::NxDomain => Some(Cached::NxDomain),
-                    LookupError::NoData => Some(Cached::NoData),
-                    LookupError::Temporary(_) => None,
-                };
-                if let (Some(c), Some(ttl)) = (cached, negative_ttl.filter(|t| *t > 0)) {
-                    let ttl = Duration::from_secs(ttl.into()).min(self.negative_max_ttl);
-                    self.front.insert(key, (now + ttl, c));
-                }
-                Err(err)
+                (
+                    Err(classify(&e)),
+                    negative_ttl.map(|t| Duration::from_secs(t.into())),
+                )
             }
         }
+    }
+
+    /// Notes an answer in the capture and the decision trace.
+    fn note(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        res: &Result<Vec<RData>, LookupError>,
+        ttl: Duration,
+        cached: bool,
+    ) {
+        if let Some(r) = &self.recorder {
+            r.record(name, rtype, res, ttl);
+        }
+        crate::explain!(
+            "DNS {rtype} {name}: {}{}",
+            capture::describe(res),
+            if cached { " (cached)" } else { "" }
+        );
     }
 
     /// TXT records, each with its character-strings joined (RFC 7208 §3.3).
@@ -346,6 +432,47 @@ impl Dns {
             },
             Err(LookupError::Temporary(_)) => None,
         }
+    }
+}
+
+/// The answer from zone data, cached for the records' TTL (negative
+/// answers: the SOA minimum, when the zone has one).
+fn ask_zones(
+    z: &zones::ZoneSet,
+    fqdn: &Name,
+    rtype: RecordType,
+) -> (Result<Vec<RData>, LookupError>, Option<Duration>) {
+    use hickory_resolver::proto::rr::LowerName;
+    let r = match z.answer(&LowerName::from(fqdn), rtype) {
+        Ok(r) => r,
+        Err(zones::Failure::Timeout) => {
+            return (Err(LookupError::Temporary("timed out".into())), None)
+        }
+        Err(zones::Failure::Temporary(t)) => return (Err(LookupError::Temporary(t)), None),
+    };
+    let negative_ttl = r.authority.iter().find_map(|a| match &a.data {
+        RData::SOA(soa) => Some(Duration::from_secs(soa.minimum.min(a.ttl).into())),
+        _ => None,
+    });
+    match r.rcode {
+        ResponseCode::NoError => {
+            let found: Vec<_> = r
+                .answers
+                .iter()
+                .filter(|a| a.record_type() == rtype)
+                .collect();
+            if found.is_empty() {
+                (Err(LookupError::NoData), negative_ttl)
+            } else {
+                let ttl = found.iter().map(|a| a.ttl).min().unwrap_or(0);
+                (
+                    Ok(found.into_iter().map(|a| a.data.clone()).collect()),
+                    Some(Duration::from_secs(ttl.into())),
+                )
+            }
+        }
+        ResponseCode::NXDomain => (Err(LookupError::NxDomain), negative_ttl),
+        code => (Err(LookupError::Temporary(code.to_string())), None),
     }
 }
 

@@ -1,21 +1,19 @@
 //! An authoritative DNS server for tests, on 127.0.0.1 (UDP and TCP, one port).
 //!
-//! It serves records loaded from BIND zone files or built in code, answers
-//! NXDOMAIN / NODATA with the SOA, SERVFAIL for names outside every zone, and
-//! can simulate faults: a per-name timeout (the query is dropped), or a global
+//! It serves a [`ZoneSet`] (the project's zone model: BIND zone files or
+//! records built in code; NXDOMAIN / NODATA with the SOA, SERVFAIL for names
+//! outside every zone) and can simulate faults: a per-name timeout (the query is dropped), or a global
 //! fault mode (drop everything, SERVFAIL everything).
 #![allow(dead_code)]
 
+use authmilter::dns::zones::ZoneSet;
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, ResponseCode},
-    rr::{LowerName, Name, RData, Record, RecordType},
-    serialize::txt::Parser,
+    rr::LowerName,
 };
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::Path,
-    str::FromStr,
     sync::{
         atomic::{AtomicU64, AtomicU8, Ordering},
         Arc, RwLock,
@@ -26,23 +24,24 @@ use tokio::{
     net::{TcpListener, UdpSocket},
 };
 
-/// One entry at a name, in order.
-#[derive(Clone, Debug)]
-pub enum Entry {
-    Rec(Box<Record>),
-    /// Queries reaching this entry before a record of their type time out.
-    Timeout,
-    /// Every query for this name gets this error code (SERVFAIL, REFUSED…).
-    Error(ResponseCode),
+#[allow(unused_imports)]
+pub use authmilter::dns::zones::{fqdn, Failure};
+
+/// The data served: the project's zone model, with loaders that panic (tests).
+#[derive(Clone, Debug, Default)]
+pub struct Zones(pub ZoneSet);
+
+impl std::ops::Deref for Zones {
+    type Target = ZoneSet;
+    fn deref(&self) -> &ZoneSet {
+        &self.0
+    }
 }
 
-/// The data served.
-#[derive(Clone, Debug, Default)]
-pub struct Zones {
-    names: HashMap<LowerName, Vec<Entry>>,
-    /// Zone origins; `None` means every name is in zone.
-    origins: Option<Vec<LowerName>>,
-    soa: HashMap<LowerName, Record>,
+impl std::ops::DerefMut for Zones {
+    fn deref_mut(&mut self) -> &mut ZoneSet {
+        &mut self.0
+    }
 }
 
 /// Global behaviour switches.
@@ -59,23 +58,17 @@ pub enum Fault {
 impl Zones {
     /// Every name in zone, absent names NXDOMAIN (for generated suites).
     pub fn open() -> Self {
-        Self::default()
+        Self(ZoneSet::open())
     }
 
     /// Zones added with `add_zone_text`; names outside them get SERVFAIL.
     pub fn with_origins() -> Self {
-        Zones {
-            origins: Some(Vec::new()),
-            ..Default::default()
-        }
+        Self(ZoneSet::with_origins())
     }
 
     /// Loads every `*.zone` file in a directory.
     pub fn from_dir(dir: &Path) -> Self {
-        let mut z = Zones {
-            origins: Some(Vec::new()),
-            ..Default::default()
-        };
+        let mut z = Self::with_origins();
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -83,215 +76,17 @@ impl Zones {
             .collect();
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f).unwrap();
-            z.add_zone_text(&text, Some(&f));
+            z.0.load(&f).unwrap_or_else(|e| panic!("{e}"));
         }
         z
     }
 
     /// Adds one zone in BIND master format.
     pub fn add_zone_text(&mut self, text: &str, path: Option<&Path>) {
-        // hickory's zone parser reads `\DDD` escapes wrongly (`\064` as `4`):
-        // protect them and restore the bytes in owner names afterwards.
-        let text = protect_escapes(text);
-        let (origin, sets) = Parser::new(text, path.map(Path::to_path_buf), None)
-            .parse()
-            .unwrap_or_else(|e| panic!("zone {:?}: {e}", path));
-        let lo = LowerName::from(&origin);
-        if let Some(o) = self.origins.as_mut() {
-            o.push(lo.clone());
-        }
-        for (_, set) in sets {
-            for r in set.records_without_rrsigs() {
-                let mut r = r.clone();
-                r.name = restore_escapes(&r.name);
-                if r.record_type() == RecordType::SOA {
-                    self.soa.insert(lo.clone(), r.clone());
-                }
-                self.add(r);
-            }
-        }
+        self.0
+            .add_zone_text(text, path)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-
-    pub fn add(&mut self, r: Record) {
-        self.names
-            .entry(LowerName::from(&r.name))
-            .or_default()
-            .push(Entry::Rec(Box::new(r)));
-    }
-
-    pub fn add_timeout(&mut self, name: &Name) {
-        self.names
-            .entry(LowerName::from(name))
-            .or_default()
-            .push(Entry::Timeout);
-    }
-
-    /// Makes every query for `name` time out, whatever records it has.
-    pub fn timeout_all(&mut self, name: &Name) {
-        self.names
-            .entry(LowerName::from(name))
-            .or_default()
-            .insert(0, Entry::Timeout);
-    }
-
-    /// Makes every query for `name` fail with `code`.
-    pub fn add_error(&mut self, name: &Name, code: ResponseCode) {
-        self.names
-            .entry(LowerName::from(name))
-            .or_default()
-            .insert(0, Entry::Error(code));
-    }
-
-    /// Ensures a name exists (possibly with no records).
-    pub fn touch(&mut self, name: &Name) {
-        self.names.entry(LowerName::from(name)).or_default();
-    }
-
-    fn exists(&self, name: &LowerName) -> bool {
-        if self.names.contains_key(name) {
-            return true;
-        }
-        let suffix = format!(".{name}");
-        self.names.keys().any(|k| k.to_string().ends_with(&suffix))
-    }
-
-    fn zone_of(&self, name: &LowerName) -> Option<Option<LowerName>> {
-        match &self.origins {
-            None => Some(None),
-            Some(o) => o
-                .iter()
-                .filter(|z| z.zone_of(name))
-                .max_by_key(|z| z.num_labels())
-                .map(|z| Some(z.clone())),
-        }
-    }
-
-    /// The answer: Ok((rcode, answers, authority)) or Err(()) for a timeout.
-    fn answer(
-        &self,
-        qname: &LowerName,
-        qtype: RecordType,
-    ) -> Result<(ResponseCode, Vec<Record>, Vec<Record>), ()> {
-        let Some(zone) = self.zone_of(qname) else {
-            return Ok((ResponseCode::ServFail, vec![], vec![]));
-        };
-        let soa: Vec<Record> = match zone {
-            Some(z) => self.soa.get(&z).cloned().into_iter().collect(),
-            // Generated data: a root SOA with a zero negative TTL.
-            None => vec![Record::from_rdata(
-                Name::root(),
-                0,
-                RData::SOA(hickory_proto::rr::rdata::SOA::new(
-                    fqdn("ns.test"),
-                    fqdn("hostmaster.test"),
-                    1,
-                    3600,
-                    600,
-                    86400,
-                    0,
-                )),
-            )],
-        };
-        let mut answers = Vec::new();
-        let mut name = qname.clone();
-        for _ in 0..8 {
-            let entries = self.names.get(&name).cloned().unwrap_or_default();
-            let mut found = Vec::new();
-            let mut cname = None;
-            for e in &entries {
-                match e {
-                    Entry::Error(code) => return Ok((*code, vec![], vec![])),
-                    Entry::Timeout if found.is_empty() => return Err(()),
-                    Entry::Timeout => {}
-                    Entry::Rec(r) if r.record_type() == qtype => found.push((**r).clone()),
-                    Entry::Rec(r) if r.record_type() == RecordType::CNAME => {
-                        cname = Some((**r).clone())
-                    }
-                    Entry::Rec(_) => {}
-                }
-            }
-            if !found.is_empty() {
-                answers.extend(found);
-                return Ok((ResponseCode::NoError, answers, vec![]));
-            }
-            match cname {
-                Some(c) if qtype != RecordType::CNAME => {
-                    let RData::CNAME(target) = &c.data else {
-                        unreachable!()
-                    };
-                    let next = LowerName::from(&target.0);
-                    answers.push(c);
-                    if answers
-                        .iter()
-                        .filter(|a| LowerName::from(&a.name) == next)
-                        .count()
-                        > 0
-                    {
-                        return Ok((ResponseCode::NoError, answers, vec![]));
-                    }
-                    name = next;
-                }
-                _ => {
-                    // RFC 6604: the RCODE is that of the last name in a CNAME
-                    // chain, so a dangling CNAME answers NXDOMAIN.
-                    let rcode = if self.exists(&name) {
-                        ResponseCode::NoError
-                    } else {
-                        ResponseCode::NXDomain
-                    };
-                    return Ok((rcode, answers, soa));
-                }
-            }
-        }
-        Ok((ResponseCode::NoError, answers, vec![]))
-    }
-}
-
-const ESC: &str = "zzesc";
-
-fn protect_escapes(text: &str) -> String {
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            out.push_str(&format!("{ESC}{}zz", &text[i + 1..i + 4]));
-            i += 4;
-        } else {
-            out.push(b[i] as char);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn restore_escapes(name: &Name) -> Name {
-    let labels: Vec<Vec<u8>> = name
-        .iter()
-        .map(|l| {
-            let s = String::from_utf8_lossy(l).into_owned();
-            let mut out = Vec::new();
-            let mut rest = s.as_str();
-            while let Some(p) = rest.find(ESC) {
-                out.extend_from_slice(&rest.as_bytes()[..p]);
-                let code = &rest[p + ESC.len()..p + ESC.len() + 3];
-                out.push(code.parse::<u8>().unwrap_or(b'?'));
-                rest = &rest[p + ESC.len() + 5..];
-            }
-            out.extend_from_slice(rest.as_bytes());
-            out
-        })
-        .collect();
-    let mut n = Name::from_labels(labels.iter().map(Vec::as_slice)).unwrap();
-    n.set_fqdn(true);
-    n
-}
-
-pub fn fqdn(name: &str) -> Name {
-    let mut n = Name::from_str(name).unwrap_or_else(|e| panic!("bad name {name}: {e}"));
-    n.set_fqdn(true);
-    n
 }
 
 /// A running server.
@@ -335,12 +130,17 @@ fn respond(zones: &Zones, fault: Fault, req: &[u8], max_len: usize) -> Option<Ve
         resp.metadata.response_code = ResponseCode::ServFail;
         return resp.to_vec().ok();
     }
-    let (rcode, answers, auth) = zones
-        .answer(&LowerName::from(&query.name), query.query_type)
-        .ok()?;
-    resp.metadata.response_code = rcode;
-    resp.insert_answers(answers);
-    resp.insert_authorities(auth);
+    let r = match zones.answer(&LowerName::from(&query.name), query.query_type) {
+        Ok(r) => r,
+        Err(Failure::Timeout) => return None,
+        Err(Failure::Temporary(_)) => {
+            resp.metadata.response_code = ResponseCode::ServFail;
+            return resp.to_vec().ok();
+        }
+    };
+    resp.metadata.response_code = r.rcode;
+    resp.insert_answers(r.answers);
+    resp.insert_authorities(r.authority);
     let bytes = resp.to_vec().ok()?;
     if bytes.len() > max_len {
         let mut t = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);

@@ -42,8 +42,11 @@ pub async fn replay(dir: &Path) -> Result<usize, Vec<String>> {
         let config = authmilter::config::Config::parse(&text, "corpus case config")
             .unwrap_or_else(|e| panic!("case config {cfg:?}: {e}"));
         let milter = TestMilter::start(config).await;
+        let work = tempfile::tempdir().unwrap();
+        let cfg_file = work.path().join("authmilter.toml");
+        std::fs::write(&cfg_file, &text).unwrap();
         for case in cases {
-            if let Some(f) = replay_case(dir, milter.addr, case).await {
+            if let Some(f) = replay_case(dir, milter.addr, case, &cfg_file).await {
                 failures.push(f);
             }
         }
@@ -56,7 +59,108 @@ pub async fn replay(dir: &Path) -> Result<usize, Vec<String>> {
     }
 }
 
-async fn replay_case(dir: &Path, addr: std::net::SocketAddr, case: &Value) -> Option<String> {
+/// What `authmilter check` says of a case: (verdict, reply, A-R unfolded).
+type Checked = (String, Option<String>, Option<String>);
+
+/// Runs `authmilter check --json` on a case with the corpus zones (or
+/// `zone_files`), optionally saving the DNS it used.
+fn run_check(
+    config: &Path,
+    zone_files: &[std::path::PathBuf],
+    env: &Envelope,
+    msg: &Path,
+    save: Option<&Path>,
+) -> Result<Checked, String> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"));
+    cmd.arg("check").arg("-c").arg(config).arg("--json");
+    for z in zone_files {
+        cmd.arg("--dns-zone").arg(z);
+    }
+    cmd.arg("--client-ip")
+        .arg(env.client_ip.to_string())
+        .arg("--client-name")
+        .arg(&env.client_name)
+        .arg("--helo")
+        .arg(&env.helo)
+        .arg(format!("--mail-from={}", env.mail_from));
+    for r in &env.rcpt {
+        cmd.arg("--rcpt").arg(r);
+    }
+    if let Some(a) = env.macros.get("{auth_authen}") {
+        cmd.arg("--auth").arg(a);
+    }
+    if let Some(p) = save {
+        cmd.arg("--save-dns").arg(p);
+    }
+    let out = cmd.arg(msg).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "authmilter check failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let verdict = match v["verdict"].as_str().unwrap_or("") {
+        "tag" => "accept".to_string(),
+        other => other.to_string(),
+    };
+    let reply = match verdict.as_str() {
+        "reject" | "tempfail" => v["reply"].as_str().map(str::to_string),
+        _ => None,
+    };
+    // A rejected or tempfailed message gets no header from the milter.
+    let ar = v["authentication_results"]
+        .as_str()
+        .filter(|_| reply.is_none())
+        .map(|a| format!(" {a}").replace("\n\t", " "));
+    Ok((verdict, reply, ar))
+}
+
+/// `authmilter check` on the case gives what the milter gave, and its DNS
+/// capture replays to the very same result.
+fn compare_with_check(
+    dir: &Path,
+    config: &Path,
+    env: &Envelope,
+    msg: &Path,
+    milter: &Checked,
+) -> Vec<String> {
+    let mut zone_files: Vec<_> = std::fs::read_dir(dir.join("zones"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "zone"))
+        .collect();
+    zone_files.sort();
+    let work = tempfile::tempdir().unwrap();
+    let capture = work.path().join("capture.zone");
+    let mut problems = Vec::new();
+    match run_check(config, &zone_files, env, msg, Some(&capture)) {
+        Err(e) => problems.push(e),
+        Ok(checked) => {
+            if &checked != milter {
+                problems.push(format!(
+                    "authmilter check differs from the milter:\n      check:  {checked:?}\n      milter: {milter:?}"
+                ));
+            }
+            match run_check(config, std::slice::from_ref(&capture), env, msg, None) {
+                Err(e) => problems.push(format!("replay of the DNS capture: {e}")),
+                Ok(replayed) if replayed != checked => problems.push(format!(
+                    "the DNS capture replays differently:\n      replay: {replayed:?}\n      check:  {checked:?}\n{}",
+                    std::fs::read_to_string(&capture).unwrap_or_default()
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    problems
+}
+
+async fn replay_case(
+    dir: &Path,
+    addr: std::net::SocketAddr,
+    case: &Value,
+    config: &Path,
+) -> Option<String> {
     let id = case["id"].as_str().unwrap();
     let mut env = Envelope::new(
         case["client_ip"].as_str().unwrap(),
@@ -82,11 +186,14 @@ async fn replay_case(dir: &Path, addr: std::net::SocketAddr, case: &Value) -> Op
     if let Some(c) = case["chunk"].as_u64() {
         env.body_chunk = c as usize;
     }
-    let raw = std::fs::read(dir.join(case["msg"].as_str().unwrap())).unwrap();
+    let msg_path = dir.join(case["msg"].as_str().unwrap());
+    let raw = std::fs::read(&msg_path).unwrap();
     let out = send(addr, &env, &raw).await;
     let expect = &case["expect"];
     let alt = &case["alt"];
     let mut problems = Vec::new();
+    let seen: Checked = (out.verdict().to_string(), out.reply(), out.auth_results());
+    problems.extend(compare_with_check(dir, config, &env, &msg_path, &seen));
     let verdict = expect["verdict"].as_str().unwrap();
     if out.verdict() != verdict {
         problems.push(format!(

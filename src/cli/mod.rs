@@ -1,0 +1,106 @@
+//! The command line: `run` (the daemon, also the default), `check` (one
+//! message offline), `config check` and `config show`.
+//!
+//! Exit codes, for every subcommand: 0 success; 1 the work itself failed
+//! (the daemon could not start or stopped on an error, a check could not
+//! evaluate); 2 bad usage, an invalid configuration or unreadable input.
+
+mod check;
+mod config_cmd;
+pub mod eml;
+mod run;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+
+/// The default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/authmilter/authmilter.toml";
+
+const EXAMPLES: &str = "\
+Examples:
+  authmilter run -c /etc/authmilter/authmilter.toml
+  authmilter config check -c /etc/authmilter/authmilter.toml
+  authmilter config show
+  authmilter check --client-ip 192.0.2.1 --helo mx.example.com \\
+      --mail-from a@example.com --rcpt b@example.org message.eml
+  authmilter check --dns-zone capture.zone --explain message.eml
+
+Exit codes: 0 success; 1 the work failed (the daemon could not start, a
+message could not be evaluated); 2 bad usage, invalid configuration or
+unreadable input.";
+
+/// Inbound mail authentication milter: iprev, SPF, DKIM and DMARC with enforcement.
+#[derive(Parser, Debug)]
+#[command(name = "authmilter", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Configuration file [default: /etc/authmilter/authmilter.toml; `check`
+    /// uses the built-in defaults when that file does not exist].
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Same as `authmilter config check` (kept for existing set-ups).
+    #[arg(long, hide = true)]
+    pub check_config: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the milter daemon (the default when no subcommand is given).
+    Run,
+    /// Evaluate one message offline, exactly as the daemon would.
+    Check(Box<check::CheckArgs>),
+    /// Validate or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `authmilter config …`
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the configuration file, print warnings, and exit.
+    Check,
+    /// Print the effective configuration (the file with every default filled in) as TOML.
+    Show(ShowArgs),
+}
+
+/// Options of `config show`.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Show the built-in defaults instead of reading a file.
+    #[arg(long)]
+    pub defaults: bool,
+}
+
+/// The clap definition, for the man page.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// The man page, generated from the command definition (`docs/authmilter.1`).
+pub fn man_page() -> String {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command())
+        .render(&mut out)
+        .expect("rendering to memory cannot fail");
+    String::from_utf8(out).expect("clap_mangen writes UTF-8")
+}
+
+/// Parses argv and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match cli.command {
+        _ if cli.check_config => config_cmd::check(&path),
+        None | Some(Command::Run) => run::main(path),
+        Some(Command::Check(args)) => check::main(cli.config.as_deref(), *args),
+        Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&path),
+        Some(Command::Config(ConfigCommand::Show(a))) => {
+            config_cmd::show((!a.defaults).then_some(path.as_path()))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `authmilter run`: config → logging → bind → signals → serve.
+
+use crate::{config::Config, listener, stats::Stats, Runtime, Shared};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// Runs the daemon with the configuration at `path` until SIGTERM.
+pub fn main(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authmilter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&config.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(path, config))
+}
+
+async fn serve(path: PathBuf, config: Config) -> ExitCode {
+    for w in config.warnings() {
+        warn!("{w}");
+    }
+    let stats = Arc::new(Stats::default());
+    let listener = match listener::bind(&config.milter).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", config.milter.socket);
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = config.milter.socket.clone();
+    let drain_timeout = config.milter.drain_timeout;
+    if let Err(e) = listener::drop_privileges(
+        config.milter.user.as_deref(),
+        config.milter.group.as_deref(),
+    ) {
+        error!("cannot switch to user {:?}: {e}", config.milter.user);
+        return ExitCode::FAILURE;
+    }
+    if let Some(user) = config.milter.user.as_deref() {
+        // SIGHUP reads the file again as the unprivileged user.
+        if let Err(e) = std::fs::File::open(&path) {
+            warn!(
+                "{} is not readable by user {user} ({e}): SIGHUP reloads will be refused; \
+                 make it readable by that user (e.g. root:{user}, mode 0640)",
+                path.display()
+            );
+        }
+    }
+    let (listener, close) = listener::Closable::new(listener);
+    let runtime = match Runtime::new(config, stats.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = Arc::new(Shared::new(runtime));
+    info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
+
+    // SIGHUP: reload; an invalid file keeps the configuration in force.
+    let reload_shared = shared.clone();
+    let reload_stats = stats.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(c) => {
+                    if c.milter.socket != reload_shared.current().config.milter.socket {
+                        warn!("milter.socket changed: takes effect after a restart");
+                    }
+                    for w in c.warnings() {
+                        warn!("{w}");
+                    }
+                    match Runtime::new(c, reload_stats.clone()) {
+                        Ok(r) => {
+                            reload_shared.replace(r);
+                            info!("configuration reloaded from {}", path.display());
+                        }
+                        Err(e) => error!("reload refused: {e}; keeping the old configuration"),
+                    }
+                }
+                Err(e) => error!("reload refused: {e}; keeping the old configuration"),
+            }
+        }
+    });
+    let usr_stats = stats.clone();
+    tokio::spawn(async move {
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            info!("stats: {}", usr_stats.summary());
+        }
+    });
+
+    // SIGTERM: stop accepting, let in-flight messages finish (bounded), then stop.
+    let drain_stats = stats.clone();
+    let shutdown = async move {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        }
+        close.close();
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        let in_flight = || {
+            drain_stats
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        if in_flight() > 0 {
+            info!(
+                "draining {} in-flight messages (up to {}s)",
+                in_flight(),
+                drain_timeout.as_secs()
+            );
+        }
+        while in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if in_flight() > 0 {
+            warn!(
+                "drain timeout: {} messages still in flight are dropped",
+                in_flight()
+            );
+        }
+    };
+    let result = crate::run(listener, shared, shutdown).await;
+    info!("stats: {}", stats.summary());
+    if let crate::config::SocketSpec::Unix(p) = &socket {
+        let _ = std::fs::remove_file(p);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("milter stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The effective configuration as TOML (`authmilter config show`): every key
+//! of the file format with the value in force, defaults filled in. Reading
+//! the output back gives the same configuration.
+
+use super::{Config, LogFormat};
+use crate::policy::{Mode, QuarantineMode, Reply, TempErrorAction};
+use toml::{Table, Value};
+
+fn s(v: impl Into<String>) -> Value {
+    Value::String(v.into())
+}
+
+fn int(v: impl TryInto<i64>) -> Value {
+    Value::Integer(v.try_into().unwrap_or(i64::MAX))
+}
+
+fn strings<T: ToString>(v: &[T]) -> Value {
+    Value::Array(v.iter().map(|x| s(x.to_string())).collect())
+}
+
+fn reply(r: &Reply) -> Value {
+    let mut t = Table::new();
+    t.insert("code".into(), int(r.code));
+    t.insert("status".into(), s(&r.status));
+    t.insert("text".into(), s(&r.text));
+    Value::Table(t)
+}
+
+fn table(entries: Vec<(&str, Option<Value>)>) -> Value {
+    Value::Table(
+        entries
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect(),
+    )
+}
+
+impl Config {
+    /// The configuration in force, in the file's format.
+    pub fn to_toml(&self) -> String {
+        let m = &self.milter;
+        let milter = table(vec![
+            ("socket", Some(s(m.socket.to_string()))),
+            ("socket_owner", m.socket_owner.clone().map(s)),
+            ("socket_group", m.socket_group.clone().map(s)),
+            ("socket_mode", m.socket_mode.map(|x| s(format!("{x:04o}")))),
+            ("authserv_id", Some(s(&m.authserv_id))),
+            ("authserv_aliases", Some(strings(&m.authserv_aliases))),
+            ("max_connections", Some(int(m.max_connections))),
+            (
+                "connection_timeout",
+                Some(int(m.connection_timeout.as_secs())),
+            ),
+            ("drain_timeout", Some(int(m.drain_timeout.as_secs()))),
+            ("user", m.user.clone().map(s)),
+            ("group", m.group.clone().map(s)),
+        ]);
+        let d = &self.dns;
+        let dns = table(vec![
+            ("nameservers", Some(strings(&d.nameservers))),
+            ("timeout", Some(Value::Float(d.timeout.as_secs_f64()))),
+            ("attempts", Some(int(d.attempts))),
+            ("cache_size", Some(int(d.cache_size))),
+            ("cache_bytes", Some(int(d.cache_bytes))),
+            ("max_ttl", Some(int(d.max_ttl.as_secs()))),
+            ("negative_max_ttl", Some(int(d.negative_max_ttl.as_secs()))),
+        ]);
+        let l = &self.limits;
+        let limits = table(vec![
+            ("max_message_size", Some(int(l.max_message_size))),
+            ("max_buffered_bytes", Some(int(l.max_buffered_bytes))),
+            ("max_signatures", Some(int(l.max_signatures))),
+            ("max_ptr_names", Some(int(l.max_ptr_names))),
+            (
+                "message_deadline",
+                Some(Value::Float(l.message_deadline.as_secs_f64())),
+            ),
+        ]);
+        let p = &self.policy;
+        let mut rules = Table::new();
+        for r in &p.rules {
+            let mut rule = Table::new();
+            rule.insert("action".into(), s(r.action.as_str()));
+            if let Some(rp) = &r.reply {
+                rule.insert("code".into(), int(rp.code));
+                rule.insert("status".into(), s(&rp.status));
+                rule.insert("text".into(), s(&rp.text));
+            }
+            if r.monitor {
+                rule.insert("monitor".into(), Value::Boolean(true));
+            }
+            let check = rules
+                .entry(r.check.name().to_string())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if let Value::Table(t) = check {
+                t.insert(r.result.as_str().to_string(), Value::Table(rule));
+            }
+        }
+        let overrides: Vec<Value> = p
+            .overrides
+            .iter()
+            .map(|o| {
+                table(vec![
+                    ("domain", Some(s(&o.domain))),
+                    ("never_reject", Some(Value::Boolean(o.never_reject))),
+                    ("dmarc_policy", o.dmarc_policy.map(|d| s(d.as_str()))),
+                ])
+            })
+            .collect();
+        let policy = table(vec![
+            (
+                "mode",
+                Some(s(match p.mode {
+                    Mode::Enforce => "enforce",
+                    Mode::Monitor => "monitor",
+                })),
+            ),
+            (
+                "quarantine",
+                Some(s(match p.quarantine {
+                    QuarantineMode::Hold => "hold",
+                    QuarantineMode::Tag => "tag",
+                })),
+            ),
+            ("quarantine_header", Some(s(&p.quarantine_header))),
+            (
+                "dmarc_temperror",
+                Some(s(match p.dmarc_temperror {
+                    TempErrorAction::Tempfail => "tempfail",
+                    TempErrorAction::Accept => "accept",
+                })),
+            ),
+            ("dmarc_reject_reply", Some(reply(&p.dmarc_reject_reply))),
+            (
+                "dmarc_temperror_reply",
+                Some(reply(&p.dmarc_temperror_reply)),
+            ),
+            ("invalid_from", Some(s(p.invalid_from.as_str()))),
+            ("invalid_from_reply", Some(reply(&p.invalid_from_reply))),
+            ("dkim_over_limit", Some(s(p.dkim_over_limit.as_str()))),
+            (
+                "spf_reject_at_mail",
+                Some(Value::Boolean(p.spf_reject_at_mail)),
+            ),
+            ("trusted_networks", Some(strings(&p.trusted_networks))),
+            ("trust_local", Some(Value::Boolean(p.trust_local))),
+            (
+                "trust_unknown_family",
+                Some(Value::Boolean(p.trust_unknown_family)),
+            ),
+            (
+                "trust_authenticated",
+                Some(Value::Boolean(p.trust_authenticated)),
+            ),
+            ("rules", Some(Value::Table(rules))),
+            ("overrides", Some(Value::Array(overrides))),
+        ]);
+        let log = table(vec![
+            ("level", Some(s(&self.log.level))),
+            (
+                "format",
+                Some(s(match self.log.format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                })),
+            ),
+        ]);
+        let mut root = Table::new();
+        for (k, v) in [
+            ("milter", milter),
+            ("dns", dns),
+            ("limits", limits),
+            ("policy", policy),
+            ("log", log),
+        ] {
+            root.insert(k.into(), v);
+        }
+        let source = self
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the built-in defaults".into());
+        format!(
+            "# Effective authmilter configuration: {source}, every default filled in.\n{}",
+            toml::to_string(&root).expect("a table of plain values serializes")
+        )
+    }
+}
