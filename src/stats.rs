@@ -1,6 +1,9 @@
-//! Verdict counters, logged at shutdown and on SIGUSR1.
+//! Verdict counters, logged at shutdown and on SIGUSR1. The same events are
+//! counted for Prometheus here (`crate::telemetry::metrics`; nothing is
+//! recorded unless `[metrics] address` is set), and the gauges are read
+//! from these counters when scraped.
 
-use crate::policy::Action;
+use crate::{policy::Action, telemetry::metrics as m};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Counts of verdicts since start.
@@ -23,6 +26,8 @@ pub struct Stats {
     pub buffered_peak: AtomicU64,
     /// Messages tempfailed because `limits.max_buffered_bytes` was reached.
     pub over_budget: AtomicU64,
+    /// Milter connections open right now.
+    pub connections: AtomicU64,
 }
 
 /// Bytes one message holds against `limits.max_buffered_bytes`, given back
@@ -92,8 +97,27 @@ impl Drop for InFlight {
     }
 }
 
+/// Counts a milter connection as open until dropped.
+#[derive(Debug)]
+pub struct Connected(std::sync::Arc<Stats>);
+
+impl Connected {
+    pub fn new(stats: std::sync::Arc<Stats>) -> Self {
+        stats.connections.fetch_add(1, Relaxed);
+        metrics::counter!(m::CONNECTIONS).increment(1);
+        Self(stats)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Relaxed);
+    }
+}
+
 impl Stats {
     pub fn record(&self, action: Action, not_enforced: bool) {
+        metrics::counter!(m::MESSAGES, "verdict" => action.as_str()).increment(1);
         self.messages.fetch_add(1, Relaxed);
         match action {
             Action::Accept => &self.accepted,
@@ -106,6 +130,25 @@ impl Stats {
         if not_enforced {
             self.not_enforced.fetch_add(1, Relaxed);
         }
+    }
+
+    /// A message tempfailed at `limits.max_buffered_bytes`.
+    pub fn note_over_budget(&self) {
+        self.over_budget.fetch_add(1, Relaxed);
+        metrics::counter!(m::OVER_BUDGET).increment(1);
+    }
+
+    /// A panic caught at milter stage `stage`.
+    pub fn note_panic(&self, stage: &'static str) {
+        self.internal_errors.fetch_add(1, Relaxed);
+        metrics::counter!(m::PANICS, "stage" => stage).increment(1);
+    }
+
+    /// Sets the Prometheus gauges from these counters (at scrape time).
+    pub fn publish_gauges(&self) {
+        metrics::gauge!(m::CONNECTIONS_OPEN).set(self.connections.load(Relaxed) as f64);
+        metrics::gauge!(m::MESSAGES_IN_FLIGHT).set(self.in_flight.load(Relaxed) as f64);
+        metrics::gauge!(m::BUFFERED_BYTES).set(self.buffered.load(Relaxed) as f64);
     }
 
     /// One line for the log.

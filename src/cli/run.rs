@@ -1,6 +1,12 @@
 //! `authmilter run`: config → logging → bind → signals → serve.
 
-use crate::{config::Config, listener, stats::Stats, Runtime, Shared};
+use crate::{
+    config::Config,
+    listener,
+    stats::Stats,
+    telemetry::{self, metrics as m, LevelChange, LogHandle},
+    Runtime, Shared,
+};
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -14,7 +20,7 @@ pub fn main(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(&config.log);
+    let log = telemetry::init(&config.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,10 +31,10 @@ pub fn main(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(serve(path, config))
+    rt.block_on(serve(path, config, log))
 }
 
-async fn serve(path: PathBuf, config: Config) -> ExitCode {
+async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
     for w in config.warnings() {
         warn!("{w}");
     }
@@ -39,6 +45,17 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             error!("cannot listen on {}: {e}", config.milter.socket);
             return ExitCode::FAILURE;
         }
+    };
+    // The metrics endpoint binds before privileges are dropped, like the socket.
+    let metrics = match config.metrics.address {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("cannot listen on metrics.address {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let socket = config.milter.socket.clone();
     let drain_timeout = config.milter.drain_timeout;
@@ -68,6 +85,19 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         }
     };
     let shared = Arc::new(Shared::new(runtime));
+    if let Some(listener) = metrics {
+        let addr = listener.local_addr().ok();
+        match m::install() {
+            Ok(handle) => {
+                let gauges = stats.clone();
+                tokio::spawn(m::serve(listener, handle, move || gauges.publish_gauges()));
+                if let Some(addr) = addr {
+                    info!("metrics at http://{addr}/metrics");
+                }
+            }
+            Err(e) => warn!("metrics are off: {e}"),
+        }
+    }
     info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
 
     // SIGHUP: reload; an invalid file keeps the configuration in force.
@@ -78,24 +108,43 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             return;
         };
         while hup.recv().await.is_some() {
-            match Config::load(&path) {
+            let outcome = match Config::load(&path) {
                 Ok(c) => {
-                    if c.milter.socket != reload_shared.current().config.milter.socket {
-                        warn!("milter.socket changed: takes effect after a restart");
-                    }
+                    let old = reload_shared.current().config.clone();
+                    restart_needed(&old, &c);
                     for w in c.warnings() {
                         warn!("{w}");
                     }
+                    let level = (c.log.level != old.log.level).then(|| c.log.level.clone());
                     match Runtime::new(c, reload_stats.clone()) {
                         Ok(r) => {
                             reload_shared.replace(r);
+                            if let Some(level) = level {
+                                match log.set_level(&level) {
+                                    LevelChange::Applied => info!("log.level is now {level}"),
+                                    LevelChange::OverriddenByEnv => warn!(
+                                        "log.level changed to {level}, but RUST_LOG is set and stays in force"
+                                    ),
+                                    LevelChange::Failed(e) => {
+                                        error!("cannot change log.level to {level}: {e}")
+                                    }
+                                }
+                            }
                             info!("configuration reloaded from {}", path.display());
+                            "ok"
                         }
-                        Err(e) => error!("reload refused: {e}; keeping the old configuration"),
+                        Err(e) => {
+                            error!("reload refused: {e}; keeping the old configuration");
+                            "refused"
+                        }
                     }
                 }
-                Err(e) => error!("reload refused: {e}; keeping the old configuration"),
-            }
+                Err(e) => {
+                    error!("reload refused: {e}; keeping the old configuration");
+                    "refused"
+                }
+            };
+            metrics::counter!(m::CONFIG_RELOADS, "outcome" => outcome).increment(1);
         }
     });
     let usr_stats = stats.clone();
@@ -151,5 +200,21 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             error!("milter stopped: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Warns about changed settings that a reload cannot apply.
+fn restart_needed(old: &Config, new: &Config) {
+    let changed = [
+        ("milter.socket", old.milter.socket != new.milter.socket),
+        ("log.format", old.log.format != new.log.format),
+        ("log.target", old.log.target != new.log.target),
+        (
+            "metrics.address",
+            old.metrics.address != new.metrics.address,
+        ),
+    ];
+    for (key, _) in changed.iter().filter(|(_, c)| *c) {
+        warn!("{key} changed: takes effect after a restart");
     }
 }

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,4 +114,11 @@ pub struct RawOverride {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub address: Option<String>,
 }

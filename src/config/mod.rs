@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: Limits,
     pub policy: PolicyConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// Where and how the milter listens.
@@ -78,6 +79,7 @@ pub struct LogConfig {
     /// A `tracing` filter directive such as `info` or `authmilter=debug`.
     pub level: String,
     pub format: LogFormat,
+    pub target: LogTarget,
 }
 
 /// How log lines are written to standard error.
@@ -85,6 +87,22 @@ pub struct LogConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    /// The systemd journal, with each field as a journal field (standard
+    /// error when the journal's socket is missing).
+    Journald,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; `None`: no endpoint, no recording.
+    pub address: Option<std::net::SocketAddr>,
 }
 
 /// A configuration error, naming the file, line and key where possible.
@@ -187,6 +205,11 @@ impl Config {
                     "milter.socket listens on all interfaces ({host}): anyone who can reach it can query the milter"
                 )));
             }
+        }
+        if let Some(addr) = self.metrics.address.filter(|a| !a.ip().is_loopback()) {
+            w.push(ConfigWarning(format!(
+                "metrics.address {addr} is not a loopback address: anyone who can reach it can read the metrics"
+            )));
         }
         w
     }

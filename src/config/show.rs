@@ -2,7 +2,7 @@
 //! of the file format with the value in force, defaults filled in. Reading
 //! the output back gives the same configuration.
 
-use super::{Config, LogFormat};
+use super::{Config, LogFormat, LogTarget};
 use crate::policy::{Mode, QuarantineMode, Reply, TempErrorAction};
 use toml::{Table, Value};
 
@@ -164,7 +164,18 @@ impl Config {
                     LogFormat::Json => "json",
                 })),
             ),
+            (
+                "target",
+                Some(s(match self.log.target {
+                    LogTarget::Stderr => "stderr",
+                    LogTarget::Journald => "journald",
+                })),
+            ),
         ]);
+        let metrics = table(vec![(
+            "address",
+            self.metrics.address.map(|a| s(a.to_string())),
+        )]);
         let mut root = Table::new();
         for (k, v) in [
             ("milter", milter),
@@ -172,6 +183,7 @@ impl Config {
             ("limits", limits),
             ("policy", policy),
             ("log", log),
+            ("metrics", metrics),
         ] {
             root.insert(k.into(), v);
         }

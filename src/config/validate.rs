@@ -2,8 +2,8 @@
 
 use super::{
     file::{RawConfig, RawReply, RawRule},
-    locate_key, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat, MilterConfig,
-    SocketSpec, DEFAULT_SOCKET,
+    locate_key, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat, LogTarget,
+    MetricsConfig, MilterConfig, SocketSpec, DEFAULT_SOCKET,
 };
 use crate::{
     checks::evidence::{AuthResult, DmarcPolicy},
@@ -630,6 +630,17 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             ))
         }
     };
+    let target = match lg.target.as_deref().unwrap_or("stderr") {
+        "stderr" => LogTarget::Stderr,
+        "journald" => LogTarget::Journald,
+        other => {
+            return Err(ctx.err(
+                "log",
+                "target",
+                format!("`{other}`: expected \"stderr\" or \"journald\""),
+            ))
+        }
+    };
     let level = lg.level.unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         return Err(ctx.err(
@@ -639,12 +650,29 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         ));
     }
 
+    // [metrics]
+    let address = match raw.metrics.address {
+        None => None,
+        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+            ctx.err(
+                "metrics",
+                "address",
+                format!("`{a}` is not an address such as \"127.0.0.1:9797\" or \"[::1]:9797\""),
+            )
+        })?),
+    };
+
     Ok(Config {
         source: None,
         milter,
         dns,
         limits,
         policy,
-        log: LogConfig { level, format },
+        log: LogConfig {
+            level,
+            format,
+            target,
+        },
+        metrics: MetricsConfig { address },
     })
 }

@@ -18,6 +18,7 @@ pub mod capture;
 mod spf_lookup;
 pub mod zones;
 
+use crate::telemetry::metrics as m;
 use hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts},
     net::{DnsError, NetError},
@@ -257,16 +258,22 @@ impl Dns {
                     Cached::NoData => Err(LookupError::NoData),
                 };
                 self.note(trimmed, rtype, &res, until - now, true);
+                metrics::counter!(m::DNS_CACHE_HITS, "type" => type_label(rtype)).increment(1);
                 return res;
             }
         }
         let mut fqdn = Name::from_labels(trimmed.split('.').map(str::as_bytes))
             .map_err(|_| LookupError::NxDomain)?;
         fqdn.set_fqdn(true);
-        let (res, ttl) = match &self.source {
+        let started = Instant::now();
+        let (res, ttl, outcome) = match &self.source {
             Source::Resolver => self.ask_resolver(fqdn, rtype).await,
             Source::Zones(z) => ask_zones(z, &fqdn, rtype),
         };
+        let t = type_label(rtype);
+        metrics::counter!(m::DNS_CACHE_MISSES, "type" => t).increment(1);
+        metrics::counter!(m::DNS_QUERIES, "type" => t, "outcome" => outcome).increment(1);
+        metrics::histogram!(m::DNS_QUERY_DURATION, "type" => t).record(started.elapsed());
         let ttl = ttl.map(|t| match res {
             Ok(_) => t.min(self.max_ttl),
             Err(_) => t.min(self.negative_max_ttl),
@@ -286,18 +293,19 @@ impl Dns {
         res
     }
 
-    /// The network's answer and how long it may be cached (`None`: not at all).
-    async fn ask_resolver(
-        &self,
-        fqdn: Name,
-        rtype: RecordType,
-    ) -> (Result<Vec<RData>, LookupError>, Option<Duration>) {
+    /// The network's answer, how long it may be cached (`None`: not at
+    /// all), and its outcome for metrics.
+    async fn ask_resolver(&self, fqdn: Name, rtype: RecordType) -> Answer {
         // Twice the resolver's own budget: a safety net, never the normal path.
         let budget = self.timeout * (2 * self.auth.resolver().options().attempts as u32 + 1);
         let res = tokio::time::timeout(budget, self.auth.resolver().lookup(fqdn, rtype)).await;
         let now = Instant::now();
         match res {
-            Err(_) => (Err(LookupError::Temporary("timed out".into())), None),
+            Err(_) => (
+                Err(LookupError::Temporary("timed out".into())),
+                None,
+                "timeout",
+            ),
             Ok(Ok(lookup)) => {
                 let out: Vec<RData> = lookup
                     .answers()
@@ -307,9 +315,9 @@ impl Dns {
                     .collect();
                 let ttl = lookup.valid_until().saturating_duration_since(now);
                 if out.is_empty() {
-                    (Err(LookupError::NoData), Some(ttl))
+                    (Err(LookupError::NoData), Some(ttl), "nodata")
                 } else {
-                    (Ok(out), Some(ttl))
+                    (Ok(out), Some(ttl), "ok")
                 }
             }
             Ok(Err(e)) => {
@@ -317,9 +325,11 @@ impl Dns {
                     NetError::Dns(DnsError::NoRecordsFound(nr)) => nr.negative_ttl,
                     _ => None,
                 };
+                let (err, outcome) = classify(&e);
                 (
-                    Err(classify(&e)),
+                    Err(err),
                     negative_ttl.map(|t| Duration::from_secs(t.into())),
+                    outcome,
                 )
             }
         }
@@ -435,20 +445,54 @@ impl Dns {
     }
 }
 
+/// An answer, how long it may be cached, and its outcome label
+/// (`authmilter_dns_queries_total`).
+type Answer = (
+    Result<Vec<RData>, LookupError>,
+    Option<Duration>,
+    &'static str,
+);
+
+/// The metrics label of a record type: a fixed set.
+fn type_label(rtype: RecordType) -> &'static str {
+    match rtype {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::TXT => "TXT",
+        RecordType::MX => "MX",
+        RecordType::PTR => "PTR",
+        RecordType::CNAME => "CNAME",
+        _ => "other",
+    }
+}
+
+/// The outcome label of an error response code.
+fn rcode_outcome(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::ServFail => "servfail",
+        ResponseCode::Refused => "refused",
+        ResponseCode::NXDomain => "nxdomain",
+        _ => "error",
+    }
+}
+
 /// The answer from zone data, cached for the records' TTL (negative
 /// answers: the SOA minimum, when the zone has one).
-fn ask_zones(
-    z: &zones::ZoneSet,
-    fqdn: &Name,
-    rtype: RecordType,
-) -> (Result<Vec<RData>, LookupError>, Option<Duration>) {
+fn ask_zones(z: &zones::ZoneSet, fqdn: &Name, rtype: RecordType) -> Answer {
     use hickory_resolver::proto::rr::LowerName;
     let r = match z.answer(&LowerName::from(fqdn), rtype) {
         Ok(r) => r,
         Err(zones::Failure::Timeout) => {
-            return (Err(LookupError::Temporary("timed out".into())), None)
+            return (
+                Err(LookupError::Temporary("timed out".into())),
+                None,
+                "timeout",
+            )
         }
-        Err(zones::Failure::Temporary(t)) => return (Err(LookupError::Temporary(t)), None),
+        // Names outside every zone: SERVFAIL.
+        Err(zones::Failure::Temporary(t)) => {
+            return (Err(LookupError::Temporary(t)), None, "servfail")
+        }
     };
     let negative_ttl = r.authority.iter().find_map(|a| match &a.data {
         RData::SOA(soa) => Some(Duration::from_secs(soa.minimum.min(a.ttl).into())),
@@ -462,17 +506,22 @@ fn ask_zones(
                 .filter(|a| a.record_type() == rtype)
                 .collect();
             if found.is_empty() {
-                (Err(LookupError::NoData), negative_ttl)
+                (Err(LookupError::NoData), negative_ttl, "nodata")
             } else {
                 let ttl = found.iter().map(|a| a.ttl).min().unwrap_or(0);
                 (
                     Ok(found.into_iter().map(|a| a.data.clone()).collect()),
                     Some(Duration::from_secs(ttl.into())),
+                    "ok",
                 )
             }
         }
-        ResponseCode::NXDomain => (Err(LookupError::NxDomain), negative_ttl),
-        code => (Err(LookupError::Temporary(code.to_string())), None),
+        ResponseCode::NXDomain => (Err(LookupError::NxDomain), negative_ttl, "nxdomain"),
+        code => (
+            Err(LookupError::Temporary(code.to_string())),
+            None,
+            rcode_outcome(code),
+        ),
     }
 }
 
@@ -485,19 +534,29 @@ fn raw_name(n: &Name) -> String {
         .join(".")
 }
 
-fn classify(e: &NetError) -> LookupError {
+/// The lookup error, and its outcome label, of a resolver error.
+fn classify(e: &NetError) -> (LookupError, &'static str) {
     match e {
         NetError::Dns(DnsError::NoRecordsFound(nr)) => {
             if nr.response_code == ResponseCode::NXDomain {
-                LookupError::NxDomain
+                (LookupError::NxDomain, "nxdomain")
             } else if nr.response_code == ResponseCode::NoError {
-                LookupError::NoData
+                (LookupError::NoData, "nodata")
             } else {
-                LookupError::Temporary(format!("{}", nr.response_code))
+                (
+                    LookupError::Temporary(format!("{}", nr.response_code)),
+                    rcode_outcome(nr.response_code),
+                )
             }
         }
-        NetError::Timeout => LookupError::Temporary("timed out".into()),
-        other => LookupError::Temporary(other.to_string()),
+        NetError::Dns(DnsError::ResponseCode(code)) => {
+            (LookupError::Temporary(e.to_string()), rcode_outcome(*code))
+        }
+        NetError::Timeout => (LookupError::Temporary("timed out".into()), "timeout"),
+        NetError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            (LookupError::Temporary(e.to_string()), "timeout")
+        }
+        other => (LookupError::Temporary(other.to_string()), "error"),
     }
 }
 

@@ -17,12 +17,7 @@ use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
     ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
-use std::{
-    any::Any,
-    ffi::CString,
-    panic::AssertUnwindSafe,
-    sync::{atomic::Ordering, Arc},
-};
+use std::{any::Any, ffi::CString, panic::AssertUnwindSafe, sync::Arc};
 use tracing::{debug, error, warn};
 
 /// Macros requested from the MTA, per stage.
@@ -94,7 +89,7 @@ fn finish(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            stats.internal_errors.fetch_add(1, Ordering::Relaxed);
+            stats.note_panic(stage);
             error!(stage, "internal error: {what}; tempfail for this message");
             if let Some(s) = session {
                 s.poisoned = true;
@@ -295,6 +290,10 @@ async fn handle_eom(ctx: &mut EomContext<Session>) -> Status {
             "an internal error hit this message earlier; tempfail"
         );
         session.msg = None;
+        session
+            .rt
+            .stats
+            .record(crate::policy::Action::Tempfail, false);
         return Status::Tempfail;
     }
     // A long wait sends SMFIR_PROGRESS now and then, so an MTA whose milter

@@ -17,7 +17,7 @@
 
 mod verdict;
 
-pub use verdict::{Action, Reply, Verdict};
+pub use verdict::{Action, NotEnforced, Reply, Verdict};
 
 use crate::checks::evidence::{AuthResult, DmarcPolicy, Evidence, SpfEvidence};
 use ipnet::IpNet;
@@ -291,22 +291,27 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
     if let Some(m) = would_monitor {
         if m.action > verdict.action {
             verdict.would = Some((m.action, format!("{} (monitor rule)", m.reason)));
+            verdict.not_enforced = Some(NotEnforced::MonitorRule);
         }
     }
 
     // 5. Trust and global monitor mode.
     let skip = if trust.trusted_network {
-        Some("trusted network".to_string())
+        Some(("trusted network".to_string(), NotEnforced::TrustedNetwork))
     } else if let (true, Some(user)) = (cfg.trust_authenticated, &trust.authenticated) {
-        Some(format!("authenticated as {user}"))
+        Some((
+            format!("authenticated as {user}"),
+            NotEnforced::Authenticated,
+        ))
     } else if cfg.mode == Mode::Monitor {
-        Some("monitor mode".to_string())
+        Some(("monitor mode".to_string(), NotEnforced::MonitorMode))
     } else {
         None
     };
-    if let Some(why) = skip {
+    if let Some((why, kind)) = skip {
         if verdict.action != Action::Accept {
             verdict.would = Some((verdict.action, format!("{} ({why})", verdict.reason)));
+            verdict.not_enforced = Some(kind);
             if dmarc_disposition.is_some() {
                 dmarc_disposition = Some(DmarcPolicy::None);
                 override_reason = Some(if cfg.mode == Mode::Monitor && !trust.trusted_network {

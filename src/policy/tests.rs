@@ -121,11 +121,16 @@ fn monitor_rules_and_mode_never_enforce() {
     let v = decide(&ev(Pass, DmarcPolicy::Reject, Fail), &untrusted(), &c);
     assert_eq!(v.action, Action::Accept);
     assert_eq!(v.would.as_ref().unwrap().0, Action::Reject);
+    assert_eq!(v.not_enforced, Some(NotEnforced::MonitorRule));
 
     let c = cfg("mode = \"monitor\"");
     let v = decide(&ev(Fail, DmarcPolicy::Reject, Fail), &untrusted(), &c);
     assert_eq!(v.action, Action::Accept);
     assert_eq!(v.would.as_ref().unwrap().0, Action::Reject);
+    assert_eq!(v.not_enforced, Some(NotEnforced::MonitorMode));
+    // Nothing to enforce: nothing skipped.
+    let v = decide(&ev(Pass, DmarcPolicy::Reject, Pass), &untrusted(), &c);
+    assert_eq!(v.not_enforced, None);
     assert_eq!(v.dmarc_disposition, Some(DmarcPolicy::None));
 }
 
@@ -138,6 +143,10 @@ fn trusted_and_authenticated_clients_are_not_enforced() {
         authenticated: None,
     };
     assert_eq!(decide(&e, &t, &c).action, Action::Accept);
+    assert_eq!(
+        decide(&e, &t, &c).not_enforced,
+        Some(NotEnforced::TrustedNetwork)
+    );
     let a = ClientTrust {
         trusted_network: false,
         authenticated: Some("alice".into()),
@@ -145,6 +154,7 @@ fn trusted_and_authenticated_clients_are_not_enforced() {
     let v = decide(&e, &a, &c);
     assert_eq!(v.action, Action::Accept);
     assert!(v.reason.contains("alice"));
+    assert_eq!(v.not_enforced, Some(NotEnforced::Authenticated));
     // Unless authenticated clients are not trusted.
     let c = cfg("trust_authenticated = false");
     assert_eq!(decide(&e, &a, &c).action, Action::Reject);

@@ -82,6 +82,31 @@ impl fmt::Display for Reply {
     }
 }
 
+/// Why a verdict was reported but not enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotEnforced {
+    /// The client is in `policy.trusted_networks` (or a trusted local client).
+    TrustedNetwork,
+    /// The client authenticated (SMTP AUTH) and `policy.trust_authenticated` is set.
+    Authenticated,
+    /// `policy.mode = "monitor"`.
+    MonitorMode,
+    /// The deciding rule has `monitor = true`.
+    MonitorRule,
+}
+
+impl NotEnforced {
+    /// The name used in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TrustedNetwork => "trusted_network",
+            Self::Authenticated => "authenticated",
+            Self::MonitorMode => "monitor_mode",
+            Self::MonitorRule => "monitor_rule",
+        }
+    }
+}
+
 /// The decision for one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -91,6 +116,8 @@ pub struct Verdict {
     pub reason: String,
     /// What would have happened without monitor mode or trust.
     pub would: Option<(Action, String)>,
+    /// Why `would` was not enforced (set together with `would`).
+    pub not_enforced: Option<NotEnforced>,
     /// The DMARC disposition applied, when DMARC failed.
     pub dmarc_disposition: Option<DmarcPolicy>,
     /// The DMARC report override reason, when the disposition differs.
@@ -104,6 +131,7 @@ impl Verdict {
             reply,
             reason,
             would: None,
+            not_enforced: None,
             dmarc_disposition: None,
             override_reason: None,
         }

@@ -14,6 +14,9 @@ pub struct Message {
     /// Keeps the message counted as in flight (for draining at shutdown).
     pub in_flight: Option<crate::stats::InFlight>,
     pub started: Instant,
+    /// CONNECT for the first message of a connection, else `started`
+    /// (`authmilter_message_duration_seconds`).
+    pub since: Instant,
     pub queue_id: Option<String>,
     /// The reverse-path without angle brackets; empty for the null sender.
     pub mail_from: String,
@@ -43,9 +46,11 @@ pub struct Message {
 
 impl Message {
     pub fn new(mail_from: String, queue_id: Option<String>, authenticated: Option<String>) -> Self {
+        let started = Instant::now();
         Self {
             in_flight: None,
-            started: Instant::now(),
+            started,
+            since: started,
             queue_id,
             mail_from,
             authenticated,

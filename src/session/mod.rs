@@ -3,6 +3,7 @@
 //! `actions` applies the resulting plan, so everything is testable directly.
 
 mod message;
+mod metrics;
 mod pending;
 
 pub use message::{crlf, Message};
@@ -63,6 +64,8 @@ pub struct Connection {
     /// Whether the MTA offered the quarantine action (SMFIF_QUARANTINE);
     /// without it a quarantine verdict becomes `tag`.
     pub can_quarantine: bool,
+    /// When CONNECT arrived, until the first message takes it (metrics).
+    pub connected_at: Option<std::time::Instant>,
 }
 
 /// One milter connection.
@@ -75,6 +78,8 @@ pub struct Session {
     pub rt: Arc<Runtime>,
     pub conn: Connection,
     pub msg: Option<Message>,
+    /// Keeps the connection counted as open.
+    _open: crate::stats::Connected,
 }
 
 fn header_is(name: &str, wanted: &str) -> bool {
@@ -87,6 +92,7 @@ impl Session {
         Self {
             noreply: 0,
             poisoned: false,
+            _open: crate::stats::Connected::new(rt.stats.clone()),
             rt,
             conn: Connection {
                 ip: None,
@@ -96,6 +102,7 @@ impl Session {
                 trusted_network: false,
                 leading_space,
                 can_quarantine: true,
+                connected_at: None,
             },
             msg: None,
         }
@@ -107,6 +114,7 @@ impl Session {
         self.conn.client_name = client_name.to_string();
         self.conn.ip = ip;
         self.conn.iprev = None;
+        self.conn.connected_at = Some(std::time::Instant::now());
         let policy = &self.rt.config.policy;
         self.conn.trusted_network = match client {
             Client::Inet(ip) => policy.is_trusted(ip),
@@ -153,6 +161,7 @@ impl Session {
             authenticated.filter(|a| !a.is_empty()),
         );
         msg.in_flight = Some(crate::stats::InFlight::new(self.rt.stats.clone()));
+        msg.since = self.conn.connected_at.take().unwrap_or(msg.started);
         msg.budget = Some((
             crate::stats::Buffered::new(self.rt.stats.clone()),
             self.rt.config.limits.max_buffered_bytes,
@@ -432,6 +441,7 @@ impl Session {
 
     /// END OF MESSAGE: evidence → verdict → plan. `None` without a message.
     pub async fn eom(&mut self, queue_id: Option<String>) -> Option<(Evidence, Plan)> {
+        let eom_started = std::time::Instant::now();
         if let (Some(msg), Some(q)) = (self.msg.as_mut(), queue_id) {
             if msg.queue_id.is_none() {
                 msg.queue_id = Some(q);
@@ -444,10 +454,7 @@ impl Session {
         if msg.over_budget {
             // Memory for in-flight messages ran out: try again later, the
             // message is not judged on a partial buffer.
-            self.rt
-                .stats
-                .over_budget
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.rt.stats.note_over_budget();
             warn!(
                 queue_id = msg.queue_id.as_deref().unwrap_or("-"),
                 limit = cfg.limits.max_buffered_bytes,
@@ -470,6 +477,7 @@ impl Session {
             verdict.reason = format!("{} (MTA offers no quarantine: tagged)", verdict.reason);
         }
         self.log(msg, &ev, &verdict);
+        metrics::message(&ev, &verdict, msg.since, eom_started);
         self.rt
             .stats
             .record(verdict.action, verdict.would.is_some());
@@ -506,6 +514,7 @@ impl Session {
             client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_else(|| "local".into()),
             helo = %self.conn.helo.as_deref().unwrap_or(""),
             mail_from = %msg.mail_from,
+            rcpt = msg.rcpt_count,
             header_from = %ev.dmarc.from_domain.as_deref().unwrap_or(""),
             iprev = %ev.iprev.as_ref().map(|i| i.result.as_str()).unwrap_or("none"),
             spf = %ev.spf_mailfrom.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
