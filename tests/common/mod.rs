@@ -2,6 +2,7 @@
 //! and a milter client that sends a message as Postfix would.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod dkim_sign;
 pub mod dns_server;
 pub mod replay;
