@@ -29,6 +29,9 @@ fn shipped_config_equals_defaults() {
     assert_eq!(c.policy.dkim_over_limit, d.policy.dkim_over_limit);
     assert_eq!(c.policy.trust_local, d.policy.trust_local);
     assert_eq!(c.dns.timeout, d.dns.timeout);
+    assert_eq!(c.log.target, d.log.target);
+    assert_eq!(c.log.level, d.log.level);
+    assert_eq!(c.metrics, d.metrics);
 }
 
 #[test]
@@ -176,4 +179,66 @@ fn default_deadline_allows_the_rfc_7208_minimum() {
     // RFC 7208 §4.6.4: at least 20 seconds for an SPF evaluation.
     let d = Config::default_config();
     assert!(d.limits.message_deadline >= std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn log_target_and_metrics_address() {
+    let d = Config::default_config();
+    assert_eq!(d.log.target, LogTarget::Stderr);
+    assert_eq!(d.metrics.address, None);
+    let c = Config::parse(
+        "[log]\ntarget = \"journald\"\n[metrics]\naddress = \"[::1]:9797\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.log.target, LogTarget::Journald);
+    assert_eq!(c.metrics.address, Some("[::1]:9797".parse().unwrap()));
+    assert!(c.warnings().is_empty());
+    let e = Config::parse("[log]\ntarget = \"syslog\"\n", "l.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "l.toml:2: key `log.target`: `syslog`: expected \"stderr\" or \"journald\""
+    );
+    let e = Config::parse("\n[metrics]\naddress = \"localhost:9797\"\n", "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.toml:3: key `metrics.address`: "), "{e}");
+    let e = Config::parse("[metrics]\nadress = \"127.0.0.1:1\"\n", "u.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("u.toml:2:") && e.contains("adress"), "{e}");
+    // Listening beyond loopback is legal, and warned about.
+    let c = Config::parse("[metrics]\naddress = \"0.0.0.0:9797\"\n", "t").unwrap();
+    let w: Vec<String> = c.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("metrics.address 0.0.0.0:9797 is not a loopback address")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn show_round_trips_log_and_metrics() {
+    let c = Config::parse(
+        "[log]\nlevel = \"warn\"\nformat = \"json\"\ntarget = \"journald\"\n[metrics]\naddress = \"127.0.0.1:9797\"\n",
+        "t",
+    )
+    .unwrap();
+    let text = c.to_toml();
+    assert!(text.contains("target = \"journald\""), "{text}");
+    assert!(
+        text.contains("[metrics]\naddress = \"127.0.0.1:9797\""),
+        "{text}"
+    );
+    let back = Config::parse(&text, "shown").unwrap();
+    assert_eq!(back.log.target, LogTarget::Journald);
+    assert_eq!(back.log.format, LogFormat::Json);
+    assert_eq!(back.log.level, "warn");
+    assert_eq!(back.metrics, c.metrics);
+    // Off by default: no address shown, and it reads back as off.
+    let d = Config::default_config().to_toml();
+    let back = Config::parse(&d, "shown").unwrap();
+    assert_eq!(back.metrics.address, None);
 }

@@ -185,10 +185,10 @@ impl Session {
                         info!(
                             queue_id = msg.queue_id.as_deref().unwrap_or("-"),
                             client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_default(),
-                            mail_from = %msg.mail_from,
+                            mail_from = msg.mail_from.as_str(),
                             spf = %mf.result,
                             verdict = %v.action,
-                            reason = %v.reason,
+                            reason = v.reason.as_str(),
                             "verdict at MAIL FROM"
                         );
                         self.rt.stats.record(v.action, false);
@@ -512,19 +512,21 @@ impl Session {
         info!(
             queue_id = msg.queue_id.as_deref().unwrap_or("-"),
             client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_else(|| "local".into()),
-            helo = %self.conn.helo.as_deref().unwrap_or(""),
-            mail_from = %msg.mail_from,
+            // Strings from the client (and free text) are quoted and
+            // escaped in the text format, so no value can fake a field.
+            helo = self.conn.helo.as_deref().unwrap_or(""),
+            mail_from = msg.mail_from.as_str(),
             rcpt = msg.rcpt_count,
-            header_from = %ev.dmarc.from_domain.as_deref().unwrap_or(""),
+            header_from = ev.dmarc.from_domain.as_deref().unwrap_or(""),
             iprev = %ev.iprev.as_ref().map(|i| i.result.as_str()).unwrap_or("none"),
             spf = %ev.spf_mailfrom.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
             spf_helo = %ev.spf_helo.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
-            dkim = %dkim.join(","),
+            dkim = dkim.join(",").as_str(),
             dmarc = %ev.dmarc.result,
             dmarc_policy = %ev.dmarc.published.map(|p| p.as_str()).unwrap_or("absent"),
             verdict = %v.action,
-            reason = %v.reason,
-            would = %would,
+            reason = v.reason.as_str(),
+            would = would.as_str(),
             size = msg.total_size,
             elapsed_ms = msg.started.elapsed().as_secs_f64() * 1000.0,
             "message"
