@@ -128,10 +128,10 @@ fn monitor_rules_and_mode_never_enforce() {
     assert_eq!(v.action, Action::Accept);
     assert_eq!(v.would.as_ref().unwrap().0, Action::Reject);
     assert_eq!(v.not_enforced, Some(NotEnforced::MonitorMode));
+    assert_eq!(v.dmarc_disposition, Some(DmarcPolicy::None));
     // Nothing to enforce: nothing skipped.
     let v = decide(&ev(Pass, DmarcPolicy::Reject, Pass), &untrusted(), &c);
     assert_eq!(v.not_enforced, None);
-    assert_eq!(v.dmarc_disposition, Some(DmarcPolicy::None));
 }
 
 #[test]
