@@ -104,7 +104,7 @@ pub struct Connected(std::sync::Arc<Stats>);
 impl Connected {
     pub fn new(stats: std::sync::Arc<Stats>) -> Self {
         stats.connections.fetch_add(1, Relaxed);
-        metrics::counter!(m::CONNECTIONS).increment(1);
+        m::connection(1);
         Self(stats)
     }
 }
@@ -117,7 +117,7 @@ impl Drop for Connected {
 
 impl Stats {
     pub fn record(&self, action: Action, not_enforced: bool) {
-        metrics::counter!(m::MESSAGES, "verdict" => action.as_str()).increment(1);
+        m::message(action.as_str(), 1);
         self.messages.fetch_add(1, Relaxed);
         match action {
             Action::Accept => &self.accepted,

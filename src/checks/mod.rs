@@ -9,21 +9,9 @@ pub mod from;
 pub mod iprev;
 pub mod spf;
 
-use crate::{dns::Dns, telemetry::metrics::CHECK_DURATION};
+use crate::{dns::Dns, telemetry::metrics as m};
 use evidence::{DkimEvidence, DmarcEvidence, IprevEvidence, SpfEvidence};
-use std::{
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
-
-/// Records how long a check took since `started`
-/// (`authmilter_check_duration_seconds`; a label from a fixed set).
-macro_rules! timed {
-    ($check:literal, $started:expr) => {
-        metrics::histogram!(CHECK_DURATION, "check" => $check).record($started.elapsed())
-    };
-}
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 /// Resource limits of one message (set from `[limits]`).
 #[derive(Debug, Clone)]
@@ -66,9 +54,9 @@ impl Checker {
 
     /// iprev for the client address.
     pub async fn iprev(&self, ip: IpAddr) -> IprevEvidence {
-        let started = Instant::now();
+        let started = m::timer();
         let ev = iprev::check(&self.dns, ip, self.limits.max_ptr_names).await;
-        timed!("iprev", started);
+        m::check("iprev", started);
         ev
     }
 
@@ -80,9 +68,9 @@ impl Checker {
         helo: &str,
         mail_from: &str,
     ) -> (SpfEvidence, Option<SpfEvidence>) {
-        let started = Instant::now();
+        let started = m::timer();
         let res = self.spf_inner(ip, helo, mail_from).await;
-        timed!("spf", started);
+        m::check("spf", started);
         res
     }
 
@@ -123,7 +111,7 @@ impl Checker {
         lookups: dmarc::DmarcLookups,
         spf_domain: Option<String>,
     ) -> dkim::KeyCache {
-        let started = Instant::now();
+        let started = m::timer();
         let author = from.domains().first().cloned();
         // One selection: the keys fetched and the identifiers walked are
         // those of the signatures that will be verified.
@@ -141,7 +129,7 @@ impl Checker {
             }
         };
         let (keys, ()) = tokio::join!(keys, policies);
-        timed!("prefetch", started);
+        m::check("prefetch", started);
         keys
     }
 
@@ -155,9 +143,9 @@ impl Checker {
         keys: &dkim::KeyCache,
         author: Option<&str>,
     ) -> Vec<DkimEvidence> {
-        let started = Instant::now();
+        let started = m::timer();
         let res = self.dkim_inner(raw, values, keys, author).await;
-        timed!("dkim", started);
+        m::check("dkim", started);
         res
     }
 
@@ -194,9 +182,9 @@ impl Checker {
         lookups: &dmarc::DmarcLookups,
         input: &dmarc::DmarcInput<'_>,
     ) -> DmarcEvidence {
-        let started = Instant::now();
+        let started = m::timer();
         let ev = dmarc::evaluate(&self.dns, lookups, input).await;
-        timed!("dmarc", started);
+        m::check("dmarc", started);
         ev
     }
 }

@@ -258,22 +258,20 @@ impl Dns {
                     Cached::NoData => Err(LookupError::NoData),
                 };
                 self.note(trimmed, rtype, &res, until - now, true);
-                metrics::counter!(m::DNS_CACHE_HITS, "type" => type_label(rtype)).increment(1);
+                m::dns_cache(type_label(rtype), true);
                 return res;
             }
         }
         let mut fqdn = Name::from_labels(trimmed.split('.').map(str::as_bytes))
             .map_err(|_| LookupError::NxDomain)?;
         fqdn.set_fqdn(true);
-        let started = Instant::now();
+        let started = m::timer();
         let (res, ttl, outcome) = match &self.source {
             Source::Resolver => self.ask_resolver(fqdn, rtype).await,
             Source::Zones(z) => ask_zones(z, &fqdn, rtype),
         };
-        let t = type_label(rtype);
-        metrics::counter!(m::DNS_CACHE_MISSES, "type" => t).increment(1);
-        metrics::counter!(m::DNS_QUERIES, "type" => t, "outcome" => outcome).increment(1);
-        metrics::histogram!(m::DNS_QUERY_DURATION, "type" => t).record(started.elapsed());
+        m::dns_cache(type_label(rtype), false);
+        m::dns_query(type_label(rtype), outcome, started);
         let ttl = ttl.map(|t| match res {
             Ok(_) => t.min(self.max_ttl),
             Err(_) => t.min(self.negative_max_ttl),
@@ -581,6 +579,29 @@ pub fn reverse_name(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_labels_are_from_the_fixed_sets() {
+        for t in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::TXT,
+            RecordType::MX,
+            RecordType::PTR,
+            RecordType::CNAME,
+            RecordType::SOA,
+        ] {
+            assert!(m::DNS_TYPES.contains(&type_label(t)), "{t}");
+        }
+        for c in [
+            ResponseCode::ServFail,
+            ResponseCode::Refused,
+            ResponseCode::NXDomain,
+            ResponseCode::FormErr,
+        ] {
+            assert!(m::DNS_OUTCOMES.contains(&rcode_outcome(c)), "{c}");
+        }
+    }
 
     #[test]
     fn reverse_names() {

@@ -1,18 +1,16 @@
 //! The per-message Prometheus metrics, recorded at the verdict (names and
 //! help texts: `crate::telemetry::metrics`).
 
-use crate::{
-    checks::evidence::Evidence,
-    policy::Verdict,
-    telemetry::metrics::{ENFORCEMENT_SKIPPED, EOM_DURATION, MESSAGE_DURATION, RESULTS},
-};
-use metrics::{counter, histogram};
+use crate::{checks::evidence::Evidence, policy::Verdict, telemetry::metrics as m};
 use std::time::Instant;
 
 /// Results by method, the skipped enforcement, and the message's durations.
 /// A check that did not run (no client address, a HELO that is no domain)
 /// counts no result.
 pub(super) fn message(ev: &Evidence, v: &Verdict, since: Instant, eom_started: Instant) {
+    if !m::enabled() {
+        return;
+    }
     let results = [
         ("iprev", ev.iprev.as_ref().map(|i| i.result)),
         ("spf", ev.spf_mailfrom.as_ref().map(|s| s.result)),
@@ -22,13 +20,49 @@ pub(super) fn message(ev: &Evidence, v: &Verdict, since: Instant, eom_started: I
     ];
     for (method, result) in results {
         if let Some(r) = result {
-            counter!(RESULTS, "method" => method, "result" => r.as_str()).increment(1);
+            m::result(method, r.as_str());
         }
     }
     if let Some(why) = v.not_enforced.filter(|_| v.would.is_some()) {
-        counter!(ENFORCEMENT_SKIPPED, "reason" => why.as_str()).increment(1);
+        m::skipped(why.as_str(), 1);
     }
-    let now = Instant::now();
-    histogram!(MESSAGE_DURATION).record(now.duration_since(since));
-    histogram!(EOM_DURATION).record(now.duration_since(eom_started));
+    m::message_durations(since, eom_started);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::m;
+    use crate::{
+        checks::evidence::AuthResult,
+        policy::{Action, NotEnforced},
+    };
+
+    /// Every word these layers record has its cached handle (the fixed sets
+    /// in `telemetry::metrics` cover them).
+    #[test]
+    fn label_sets_cover_every_value() {
+        use AuthResult::*;
+        for r in [
+            Pass, Fail, SoftFail, Neutral, None, Policy, TempError, PermError,
+        ] {
+            assert!(m::RESULT_WORDS.contains(&r.as_str()), "{r:?}");
+        }
+        for a in [
+            Action::Accept,
+            Action::Tag,
+            Action::Quarantine,
+            Action::Tempfail,
+            Action::Reject,
+        ] {
+            assert!(m::VERDICTS.contains(&a.as_str()), "{a:?}");
+        }
+        for n in [
+            NotEnforced::TrustedNetwork,
+            NotEnforced::Authenticated,
+            NotEnforced::MonitorMode,
+            NotEnforced::MonitorRule,
+        ] {
+            assert!(m::SKIP_REASONS.contains(&n.as_str()), "{n:?}");
+        }
+    }
 }

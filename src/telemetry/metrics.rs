@@ -1,23 +1,33 @@
 //! Prometheus metrics: every metric's name, help text and unit, the recorder
 //! and the `/metrics` endpoint (`[metrics] address`).
 //!
-//! The other layers record through the `metrics` facade macros with the name
-//! constants below (`metrics::counter!(MESSAGES, "verdict" => "reject")`).
-//! Without `[metrics] address` no recorder is installed and those macros do
-//! nothing. Labels are low-cardinality words from fixed sets: never a domain,
-//! an address or a queue id. The gauges (open connections, in-flight
-//! messages, buffered bytes) are read from [`crate::stats::Stats`] when
-//! scraped, so they cost the hot path nothing.
+//! The other layers record through the small functions below ([`message`],
+//! [`result`], [`dns_cache`], [`dns_query`], [`check`], …), which call the
+//! `metrics` facade macros once per label value and keep the handle, so a
+//! recording is an atomic add, not a registry lookup (about 0.3 µs a call
+//! otherwise, ~6 µs a message). Without `[metrics] address` nothing is
+//! installed and each function returns after one atomic load. Rare events
+//! (panics, reloads, the memory budget) use the macros directly. Labels are
+//! low-cardinality words from fixed sets: never a domain, an address or a
+//! queue id. The gauges (open connections, in-flight messages, buffered
+//! bytes) are read from [`crate::stats::Stats`] when scraped, so they cost
+//! the hot path nothing.
 //!
 //! The endpoint is a small HTTP/1.1 handler of its own (GET or HEAD
 //! `/metrics`, one request per connection): the exporter's listener would
 //! bring in an HTTP stack and has no hook to refresh the gauges at scrape
 //! time. This module depends on nothing else in the crate, so every layer
-//! may use its names.
+//! may use it.
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        Arc, OnceLock,
+    },
+    time::{Duration, Instant},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -72,15 +82,36 @@ pub const BUCKETS: &[f64] = &[
     60.0,
 ];
 
-/// The verdict words of [`MESSAGES`].
+/// The `verdict` values of [`MESSAGES`].
 pub const VERDICTS: [&str; 5] = ["accept", "tag", "quarantine", "tempfail", "reject"];
-/// The reasons of [`ENFORCEMENT_SKIPPED`].
+/// The `reason` values of [`ENFORCEMENT_SKIPPED`].
 pub const SKIP_REASONS: [&str; 4] = [
     "trusted_network",
     "authenticated",
     "monitor_mode",
     "monitor_rule",
 ];
+/// The `method` values of [`RESULTS`].
+pub const METHODS: [&str; 5] = ["spf", "spf_helo", "dkim", "dmarc", "iprev"];
+/// The `result` values of [`RESULTS`].
+pub const RESULT_WORDS: [&str; 8] = [
+    "pass",
+    "fail",
+    "softfail",
+    "neutral",
+    "none",
+    "policy",
+    "temperror",
+    "permerror",
+];
+/// The `type` values of the DNS metrics.
+pub const DNS_TYPES: [&str; 7] = ["A", "AAAA", "TXT", "MX", "PTR", "CNAME", "other"];
+/// The `outcome` values of [`DNS_QUERIES`].
+pub const DNS_OUTCOMES: [&str; 7] = [
+    "ok", "nxdomain", "nodata", "servfail", "refused", "timeout", "error",
+];
+/// The `check` values of [`CHECK_DURATION`].
+pub const CHECKS: [&str; 5] = ["iprev", "spf", "prefetch", "dkim", "dmarc"];
 
 /// How often histogram samples are folded into their buckets when nobody
 /// scrapes (bounds the recorder's memory).
@@ -104,19 +135,20 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    ON.store(true, Relaxed);
     describe();
     // Known label values start at 0, so rates work from the first scrape.
     for v in VERDICTS {
-        metrics::counter!(MESSAGES, "verdict" => v).absolute(0);
+        message(v, 0);
     }
     for r in SKIP_REASONS {
-        metrics::counter!(ENFORCEMENT_SKIPPED, "reason" => r).absolute(0);
+        skipped(r, 0);
     }
     for o in ["ok", "refused"] {
         metrics::counter!(CONFIG_RELOADS, "outcome" => o).absolute(0);
     }
     metrics::counter!(OVER_BUDGET).absolute(0);
-    metrics::counter!(CONNECTIONS).absolute(0);
+    connection(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let h = handle.clone();
     tokio::spawn(async move {
@@ -126,6 +158,177 @@ pub fn install() -> Result<PrometheusHandle, String> {
         }
     });
     Ok(handle)
+}
+
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether a recorder is installed (`[metrics] address` is set).
+#[inline]
+pub fn enabled() -> bool {
+    ON.load(Relaxed)
+}
+
+/// The start of a measurement, when metrics are on.
+#[inline]
+pub fn timer() -> Option<Instant> {
+    enabled().then(Instant::now)
+}
+
+/// One handle per value of a fixed label set (or per pair of them),
+/// registered through the facade on first use.
+struct Cells<T, const N: usize>([OnceLock<T>; N]);
+
+impl<T, const N: usize> Cells<T, N> {
+    const fn new() -> Self {
+        Self([const { OnceLock::new() }; N])
+    }
+
+    /// The handle at `i`, made by `make` the first time; `None` past the set.
+    fn get(&self, i: Option<usize>, make: impl FnOnce() -> T) -> Option<&T> {
+        Some(self.0.get(i?)?.get_or_init(make))
+    }
+}
+
+fn pos(set: &[&str], v: &str) -> Option<usize> {
+    set.iter().position(|x| *x == v)
+}
+
+/// Both positions, as one index into a `set_a × set_b` table.
+fn pos2(a: &[&str], va: &str, b: &[&str], vb: &str) -> Option<usize> {
+    Some(pos(a, va)? * b.len() + pos(b, vb)?)
+}
+
+static MESSAGE_CELLS: Cells<Counter, 5> = Cells::new();
+static RESULT_CELLS: Cells<Counter, 40> = Cells::new();
+static SKIPPED_CELLS: Cells<Counter, 4> = Cells::new();
+static CACHE_HIT_CELLS: Cells<Counter, 7> = Cells::new();
+static CACHE_MISS_CELLS: Cells<Counter, 7> = Cells::new();
+static QUERY_CELLS: Cells<Counter, 49> = Cells::new();
+static QUERY_TIME_CELLS: Cells<Histogram, 7> = Cells::new();
+static CHECK_CELLS: Cells<Histogram, 5> = Cells::new();
+static DURATION_CELLS: Cells<Histogram, 2> = Cells::new();
+static CONNECTION_CELL: Cells<Counter, 1> = Cells::new();
+
+/// Adds `n` to `c`, or to the series registered through the facade when
+/// the value is outside the fixed set (slower, still counted).
+fn add(c: Option<&Counter>, n: u64, slow: impl FnOnce() -> Counter) {
+    match c {
+        Some(c) => c.increment(n),
+        None => slow().increment(n),
+    }
+}
+
+fn observe(h: Option<&Histogram>, d: Duration, slow: impl FnOnce() -> Histogram) {
+    match h {
+        Some(h) => h.record(d),
+        None => slow().record(d),
+    }
+}
+
+/// `n` messages with this verdict ([`MESSAGES`]).
+pub fn message(verdict: &'static str, n: u64) {
+    if !enabled() {
+        return;
+    }
+    let make = || metrics::counter!(MESSAGES, "verdict" => verdict);
+    add(MESSAGE_CELLS.get(pos(&VERDICTS, verdict), make), n, make);
+}
+
+/// One result of `method` ([`RESULTS`]).
+pub fn result(method: &'static str, result: &'static str) {
+    if !enabled() {
+        return;
+    }
+    let make = || metrics::counter!(RESULTS, "method" => method, "result" => result);
+    let i = pos2(&METHODS, method, &RESULT_WORDS, result);
+    add(RESULT_CELLS.get(i, make), 1, make);
+}
+
+/// `n` verdicts not enforced for `reason` ([`ENFORCEMENT_SKIPPED`]).
+pub fn skipped(reason: &'static str, n: u64) {
+    if !enabled() {
+        return;
+    }
+    let make = || metrics::counter!(ENFORCEMENT_SKIPPED, "reason" => reason);
+    add(SKIPPED_CELLS.get(pos(&SKIP_REASONS, reason), make), n, make);
+}
+
+/// `n` milter connections negotiated ([`CONNECTIONS`]).
+pub fn connection(n: u64) {
+    if !enabled() {
+        return;
+    }
+    let make = || metrics::counter!(CONNECTIONS);
+    add(CONNECTION_CELL.get(Some(0), make), n, make);
+}
+
+/// A DNS lookup of type `rtype` (one of [`DNS_TYPES`]) answered from the
+/// cache or not.
+pub fn dns_cache(rtype: &'static str, hit: bool) {
+    if !enabled() {
+        return;
+    }
+    let i = pos(&DNS_TYPES, rtype);
+    if hit {
+        let make = || metrics::counter!(DNS_CACHE_HITS, "type" => rtype);
+        add(CACHE_HIT_CELLS.get(i, make), 1, make);
+    } else {
+        let make = || metrics::counter!(DNS_CACHE_MISSES, "type" => rtype);
+        add(CACHE_MISS_CELLS.get(i, make), 1, make);
+    }
+}
+
+/// A DNS query sent, its outcome (one of [`DNS_OUTCOMES`]) and how long it
+/// took since `started` ([`timer`]).
+pub fn dns_query(rtype: &'static str, outcome: &'static str, started: Option<Instant>) {
+    let Some(started) = started.filter(|_| enabled()) else {
+        return;
+    };
+    let make = || metrics::counter!(DNS_QUERIES, "type" => rtype, "outcome" => outcome);
+    add(
+        QUERY_CELLS.get(pos2(&DNS_TYPES, rtype, &DNS_OUTCOMES, outcome), make),
+        1,
+        make,
+    );
+    let make = || metrics::histogram!(DNS_QUERY_DURATION, "type" => rtype);
+    observe(
+        QUERY_TIME_CELLS.get(pos(&DNS_TYPES, rtype), make),
+        started.elapsed(),
+        make,
+    );
+}
+
+/// How long `check` (one of [`CHECKS`]) took since `started` ([`timer`]).
+pub fn check(check: &'static str, started: Option<Instant>) {
+    let Some(started) = started.filter(|_| enabled()) else {
+        return;
+    };
+    let make = || metrics::histogram!(CHECK_DURATION, "check" => check);
+    observe(
+        CHECK_CELLS.get(pos(&CHECKS, check), make),
+        started.elapsed(),
+        make,
+    );
+}
+
+/// A message's time to its verdict from `since`, and from end of message.
+pub fn message_durations(since: Instant, eom: Instant) {
+    if !enabled() {
+        return;
+    }
+    let now = Instant::now();
+    let total = || metrics::histogram!(MESSAGE_DURATION);
+    observe(
+        DURATION_CELLS.get(Some(0), total),
+        now.duration_since(since),
+        total,
+    );
+    let eom_h = || metrics::histogram!(EOM_DURATION);
+    observe(
+        DURATION_CELLS.get(Some(1), eom_h),
+        now.duration_since(eom),
+        eom_h,
+    );
 }
 
 fn describe() {
