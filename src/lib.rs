@@ -23,6 +23,7 @@
 //! - [`stats`]: counters of verdicts, logged on shutdown.
 
 pub mod actions;
+pub mod capture;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -47,6 +48,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub checker: Checker,
     pub stats: Arc<stats::Stats>,
+    /// Captures of chosen messages, when `[capture] directory` is set.
+    pub capture: Option<capture::Capturer>,
 }
 
 impl Runtime {
@@ -64,6 +67,7 @@ impl Runtime {
     pub fn with_dns(config: Config, stats: Arc<stats::Stats>, dns: dns::Dns) -> Self {
         let checker = Checker::new(dns, config.limits.clone());
         Self {
+            capture: capture::Capturer::new(&config.capture),
             config: Arc::new(config),
             checker,
             stats,

@@ -98,6 +98,16 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             }
         }
     });
+    // SIGUSR2: capture the next message (needs `[capture] directory`).
+    tokio::spawn(async move {
+        let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+            return;
+        };
+        while usr2.recv().await.is_some() {
+            crate::capture::request();
+            info!("SIGUSR2: the next message will be captured (if [capture] directory is set)");
+        }
+    });
     let usr_stats = stats.clone();
     tokio::spawn(async move {
         let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {

@@ -165,6 +165,17 @@ impl Config {
                 })),
             ),
         ]);
+        let c = &self.capture;
+        let capture = table(vec![
+            (
+                "directory",
+                c.directory.as_ref().map(|d| s(d.display().to_string())),
+            ),
+            ("sample", Some(int(c.sample))),
+            ("domains", Some(strings(&c.domains))),
+            ("clients", Some(strings(&c.clients))),
+            ("max", Some(int(c.max))),
+        ]);
         let mut root = Table::new();
         for (k, v) in [
             ("milter", milter),
@@ -172,6 +183,7 @@ impl Config {
             ("limits", limits),
             ("policy", policy),
             ("log", log),
+            ("capture", capture),
         ] {
             root.insert(k.into(), v);
         }
