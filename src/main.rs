@@ -89,6 +89,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
     };
     let shared = Arc::new(Shared::new(runtime));
     info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
+    authmilter::systemd::ready();
 
     // SIGHUP: reload; an invalid file keeps the configuration in force.
     let reload_shared = shared.clone();
@@ -98,6 +99,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             return;
         };
         while hup.recv().await.is_some() {
+            authmilter::systemd::reloading();
             match Config::load(&path) {
                 Ok(c) => {
                     if c.milter.socket != reload_shared.current().config.milter.socket {
@@ -116,6 +118,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
                 }
                 Err(e) => error!("reload refused: {e}; keeping the old configuration"),
             }
+            authmilter::systemd::ready();
         }
     });
     let usr_stats = stats.clone();
@@ -136,6 +139,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         }
+        authmilter::systemd::stopping();
         close.close();
         let deadline = tokio::time::Instant::now() + drain_timeout;
         let in_flight = || {
