@@ -33,7 +33,8 @@ fn packaged_config_runs_as_the_units_user() {
     assert_eq!(config.milter.group, None);
     for line in unit.lines().filter(|l| l.starts_with("ExecStart")) {
         assert!(
-            line.contains("/usr/bin/authmilter ") && line.ends_with(" -c /etc/authmilter/authmilter.toml"),
+            line.contains("/usr/bin/authmilter ")
+                && line.ends_with(" -c /etc/authmilter/authmilter.toml"),
             "{line}"
         );
     }
