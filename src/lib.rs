@@ -21,6 +21,7 @@
 //! - [`config`]: strict TOML, validated into an immutable [`config::Config`].
 //! - [`listener`]: binding `inet:` / `unix:` sockets (TCP_NODELAY, permissions).
 //! - [`stats`]: counters of verdicts, logged on shutdown.
+//! - [`systemd`]: `sd_notify` readiness, reload and stop notifications.
 
 pub mod actions;
 pub mod capture;
@@ -33,6 +34,7 @@ pub mod milter;
 pub mod policy;
 pub mod session;
 pub mod stats;
+pub mod systemd;
 pub mod telemetry;
 
 use checks::Checker;

@@ -69,6 +69,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
     };
     let shared = Arc::new(Shared::new(runtime));
     info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
+    crate::systemd::ready();
 
     // SIGHUP: reload; an invalid file keeps the configuration in force.
     let reload_shared = shared.clone();
@@ -78,6 +79,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             return;
         };
         while hup.recv().await.is_some() {
+            crate::systemd::reloading();
             match Config::load(&path) {
                 Ok(c) => {
                     if c.milter.socket != reload_shared.current().config.milter.socket {
@@ -96,6 +98,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
                 }
                 Err(e) => error!("reload refused: {e}; keeping the old configuration"),
             }
+            crate::systemd::ready();
         }
     });
     // SIGUSR2: capture the next message (needs `[capture] directory`).
@@ -126,6 +129,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         }
+        crate::systemd::stopping();
         close.close();
         let deadline = tokio::time::Instant::now() + drain_timeout;
         let in_flight = || {
