@@ -351,7 +351,11 @@ fn result_lines(ev: &Evidence) -> Vec<(String, AuthResult, String)> {
         out.push((
             "spf-helo".into(),
             s.result,
-            format!("smtp.helo={} {}", s.sender, why(&s.reason)),
+            format!(
+                "smtp.helo={} {}",
+                s.sender.strip_prefix("postmaster@").unwrap_or(&s.sender),
+                why(&s.reason)
+            ),
         ));
     }
     for d in &ev.dkim {
