@@ -21,8 +21,10 @@
 //! - [`config`]: strict TOML, validated into an immutable [`config::Config`].
 //! - [`listener`]: binding `inet:` / `unix:` sockets (TCP_NODELAY, permissions).
 //! - [`stats`]: counters of verdicts, logged on shutdown.
+//! - [`systemd`]: `sd_notify` readiness, reload and stop notifications.
 
 pub mod actions;
+pub mod capture;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -32,6 +34,7 @@ pub mod milter;
 pub mod policy;
 pub mod session;
 pub mod stats;
+pub mod systemd;
 pub mod telemetry;
 
 use checks::Checker;
@@ -47,6 +50,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub checker: Checker,
     pub stats: Arc<stats::Stats>,
+    /// Captures of chosen messages, when `[capture] directory` is set.
+    pub capture: Option<capture::Capturer>,
 }
 
 impl Runtime {
@@ -64,6 +69,7 @@ impl Runtime {
     pub fn with_dns(config: Config, stats: Arc<stats::Stats>, dns: dns::Dns) -> Self {
         let checker = Checker::new(dns, config.limits.clone());
         Self {
+            capture: capture::Capturer::new(&config.capture),
             config: Arc::new(config),
             checker,
             stats,

@@ -37,7 +37,7 @@ pub async fn run(rt: &Arc<Runtime>, m: &Msg, fields: &[(String, Vec<u8>)], body:
     let _ = s
         .mail(&format!("<{}>", m.mail_from), Some("Q1".into()), None)
         .await;
-    s.rcpt();
+    s.rcpt("<bob@recipient.test>");
     for (name, value) in fields {
         s.header(name, value);
     }

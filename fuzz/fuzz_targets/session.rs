@@ -209,7 +209,7 @@ async fn message(s: &mut Session, m: &Input, qid: &str) -> Option<Plan> {
         return None;
     }
     for _ in 0..m.rcpts {
-        s.rcpt();
+        s.rcpt("<bob@recipient.test>");
     }
     for (name, value) in &m.fields {
         s.header(name, value);
@@ -243,7 +243,7 @@ fuzz_target!(|data: &[u8]| {
         if m.abort_first {
             // A transaction aborted half-way: nothing of it may leak.
             let _ = s.mail("<aborted@abort.example>", None, None).await;
-            s.rcpt();
+            s.rcpt("<bob@recipient.test>");
             for (name, value) in m.fields.iter().take(3) {
                 s.header(name, value);
             }

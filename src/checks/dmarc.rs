@@ -36,9 +36,8 @@ fn trim_wsp(s: &str) -> &str {
 /// case-sensitive value `DMARC1`. Records that are not are discarded before
 /// counting, so `v=spf1` beside a DMARC record does not make "several".
 pub fn is_dmarc_record(txt: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(txt) else {
-        return false;
-    };
+    // Bytes that are not UTF-8 can only sit in a broken tag, ignored below.
+    let s = String::from_utf8_lossy(txt);
     let first = s.split(';').next().unwrap_or_default();
     match first.split_once('=') {
         Some((k, v)) => trim_wsp(k).eq_ignore_ascii_case("v") && trim_wsp(v) == "DMARC1",
@@ -109,7 +108,7 @@ impl Record {
         if !is_dmarc_record(txt) {
             return None;
         }
-        let s = std::str::from_utf8(txt).ok()?;
+        let s = String::from_utf8_lossy(txt);
         let mut r = Record {
             p: None,
             sp: None,
@@ -705,6 +704,9 @@ mod tests {
 
     #[test]
     fn record_parsing() {
+        // Bytes that are not UTF-8 in an unknown tag do not hide the policy.
+        let r = Record::parse(b"v=DMARC1; p=reject; x=\xff\xfe; \x00 ri=-5").unwrap();
+        assert_eq!(r.p, Some(DmarcPolicy::Reject));
         let r = Record::parse(b"v=DMARC1; p=reject; sp=quarantine; np=reject; t=y; psd=n").unwrap();
         assert_eq!(r.p, Some(DmarcPolicy::Reject));
         assert_eq!(r.sp, Some(DmarcPolicy::Quarantine));

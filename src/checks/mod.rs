@@ -52,6 +52,14 @@ impl Checker {
         }
     }
 
+    /// This checker, noting every DNS answer in `recorder` (a capture).
+    pub fn recording(&self, recorder: Arc<crate::dns::capture::Recorder>) -> Self {
+        Self {
+            dns: self.dns.recording(recorder),
+            ..self.clone()
+        }
+    }
+
     /// iprev for the client address.
     pub async fn iprev(&self, ip: IpAddr) -> IprevEvidence {
         let started = m::timer();

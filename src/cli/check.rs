@@ -7,6 +7,7 @@
 use super::eml::{self, Eml};
 use crate::{
     actions::Plan,
+    capture::Envelope,
     checks::evidence::{AuthResult, Evidence},
     config::Config,
     dns::{capture::Recorder, zones::ZoneSet, Dns},
@@ -69,18 +70,6 @@ pub struct CheckArgs {
     /// The message file (as the MTA receives it after DATA); standard input when absent.
     #[arg(value_name = "MESSAGE")]
     pub message: Option<PathBuf>,
-}
-
-/// The SMTP envelope of one message.
-#[derive(Clone, Debug, Default)]
-pub struct Envelope {
-    pub client_ip: Option<IpAddr>,
-    pub client_name: String,
-    pub helo: String,
-    pub mail_from: String,
-    pub rcpt: Vec<String>,
-    pub auth: Option<String>,
-    pub queue_id: Option<String>,
 }
 
 /// What the daemon would do with the message.
@@ -165,8 +154,8 @@ pub async fn evaluate(rt: Arc<Runtime>, env: &Envelope, msg: &Eml) -> Report {
             plan: None,
         };
     }
-    for _ in &env.rcpt {
-        s.rcpt();
+    for r in &env.rcpt {
+        s.rcpt(r);
     }
     for f in &msg.fields {
         s.header(&f.name, &f.value);
@@ -273,7 +262,7 @@ pub fn main(config: Option<&Path>, args: CheckArgs) -> ExitCode {
             format!(
                 "replay: authmilter check --dns-zone {} {}",
                 path.display(),
-                replay_args(&env)
+                env.as_check_args()
             ),
         ];
         if let Err(e) = std::fs::write(path, recorder.to_zone_file(&about)) {
@@ -290,34 +279,6 @@ pub fn main(config: Option<&Path>, args: CheckArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
-}
-
-/// The envelope as `check` options (for the replay line of a capture).
-pub fn replay_args(env: &Envelope) -> String {
-    let q = |s: &str| {
-        if !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"@.-_+:=/".contains(&b))
-        {
-            s.to_string()
-        } else {
-            format!("'{}'", s.replace('\'', "'\\''"))
-        }
-    };
-    let mut out = vec![format!(
-        "--client-ip {}",
-        env.client_ip.map(|i| i.to_string()).unwrap_or_default()
-    )];
-    out.push(format!("--client-name {}", q(&env.client_name)));
-    out.push(format!("--helo {}", q(&env.helo)));
-    out.push(format!("--mail-from {}", q(&env.mail_from)));
-    for r in &env.rcpt {
-        out.push(format!("--rcpt {}", q(r)));
-    }
-    if let Some(a) = &env.auth {
-        out.push(format!("--auth {}", q(a)));
-    }
-    out.join(" ")
 }
 
 /// The Return-Path address, the envelope sender a delivered message keeps.
@@ -390,7 +351,11 @@ fn result_lines(ev: &Evidence) -> Vec<(String, AuthResult, String)> {
         out.push((
             "spf-helo".into(),
             s.result,
-            format!("smtp.helo={} {}", s.sender, why(&s.reason)),
+            format!(
+                "smtp.helo={} {}",
+                s.sender.strip_prefix("postmaster@").unwrap_or(&s.sender),
+                why(&s.reason)
+            ),
         ));
     }
     for d in &ev.dkim {

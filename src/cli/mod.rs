@@ -78,13 +78,31 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// The man page, generated from the command definition (`docs/authmilter.1`).
-pub fn man_page() -> String {
+/// The man pages, generated from the command definition: `authmilter.1`
+/// and one page per subcommand (`authmilter-check.1`, …), as `docs/man/`
+/// holds them. Returns (file name, roff text).
+pub fn man_pages() -> Vec<(String, String)> {
+    fn walk(cmd: clap::Command, name: String, out: &mut Vec<(String, String)>) {
+        let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
+        let mut text = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut text)
+            .expect("rendering to memory cannot fail");
+        out.push((
+            format!("{name}.1"),
+            String::from_utf8(text).expect("clap_mangen writes UTF-8"),
+        ));
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                walk(sub.clone(), format!("{name}-{}", sub.get_name()), out);
+            }
+        }
+    }
     let mut out = Vec::new();
-    clap_mangen::Man::new(command())
-        .render(&mut out)
-        .expect("rendering to memory cannot fail");
-    String::from_utf8(out).expect("clap_mangen writes UTF-8")
+    let mut cmd = command();
+    cmd.build();
+    walk(cmd, "authmilter".into(), &mut out);
+    out
 }
 
 /// Parses argv and runs the subcommand.

@@ -99,6 +99,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
         }
     }
     info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
+    crate::systemd::ready();
 
     // SIGHUP: reload; an invalid file keeps the configuration in force.
     let reload_shared = shared.clone();
@@ -108,6 +109,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
             return;
         };
         while hup.recv().await.is_some() {
+            crate::systemd::reloading();
             let outcome = match Config::load(&path) {
                 Ok(c) => {
                     let old = reload_shared.current().config.clone();
@@ -145,6 +147,17 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
                 }
             };
             metrics::counter!(m::CONFIG_RELOADS, "outcome" => outcome).increment(1);
+            crate::systemd::ready();
+        }
+    });
+    // SIGUSR2: capture the next message (needs `[capture] directory`).
+    tokio::spawn(async move {
+        let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+            return;
+        };
+        while usr2.recv().await.is_some() {
+            crate::capture::request();
+            info!("SIGUSR2: the next message will be captured (if [capture] directory is set)");
         }
     });
     let usr_stats = stats.clone();
@@ -165,6 +178,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         }
+        crate::systemd::stopping();
         close.close();
         let deadline = tokio::time::Instant::now() + drain_timeout;
         let in_flight = || {

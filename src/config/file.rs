@@ -20,7 +20,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub capture: RawCapture,
+    #[serde(default)]
     pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    pub directory: Option<String>,
+    pub sample: Option<u64>,
+    pub domains: Option<Vec<String>>,
+    pub clients: Option<Vec<String>>,
+    pub max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

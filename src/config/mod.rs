@@ -11,7 +11,7 @@ pub mod validate;
 use crate::policy::PolicyConfig;
 // The settings of the layers below, which own their types: config builds
 // them, nothing below imports config.
-pub use crate::{checks::Limits, dns::DnsConfig};
+pub use crate::{capture::CaptureConfig, checks::Limits, dns::DnsConfig};
 use std::{
     fmt,
     path::{Path, PathBuf},
@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: Limits,
     pub policy: PolicyConfig,
     pub log: LogConfig,
+    pub capture: CaptureConfig,
     pub metrics: MetricsConfig,
 }
 

@@ -172,6 +172,17 @@ impl Config {
                 })),
             ),
         ]);
+        let c = &self.capture;
+        let capture = table(vec![
+            (
+                "directory",
+                c.directory.as_ref().map(|d| s(d.display().to_string())),
+            ),
+            ("sample", Some(int(c.sample))),
+            ("domains", Some(strings(&c.domains))),
+            ("clients", Some(strings(&c.clients))),
+            ("max", Some(int(c.max))),
+        ]);
         let metrics = table(vec![(
             "address",
             self.metrics.address.map(|a| s(a.to_string())),
@@ -183,6 +194,7 @@ impl Config {
             ("limits", limits),
             ("policy", policy),
             ("log", log),
+            ("capture", capture),
             ("metrics", metrics),
         ] {
             root.insert(k.into(), v);

@@ -2,8 +2,8 @@
 
 use super::{
     file::{RawConfig, RawReply, RawRule},
-    locate_key, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat, LogTarget,
-    MetricsConfig, MilterConfig, SocketSpec, DEFAULT_SOCKET,
+    locate_key, CaptureConfig, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat,
+    LogTarget, MetricsConfig, MilterConfig, SocketSpec, DEFAULT_SOCKET,
 };
 use crate::{
     checks::evidence::{AuthResult, DmarcPolicy},
@@ -51,6 +51,13 @@ impl Ctx<'_> {
             message: message.into(),
         }
     }
+}
+
+/// A network (`10.0.0.0/8`) or one address.
+fn parse_net(n: &str) -> Result<IpNet, String> {
+    n.parse()
+        .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{n}` is not a network such as \"10.0.0.0/8\""))
 }
 
 /// The local host name, the default authserv-id.
@@ -557,17 +564,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         .trusted_networks
         .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
     {
-        let net: IpNet = n
-            .parse()
-            .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| {
-                ctx.err(
-                    "policy",
-                    "trusted_networks",
-                    format!("`{n}` is not a network such as \"10.0.0.0/8\""),
-                )
-            })?;
-        trusted_networks.push(net);
+        trusted_networks.push(parse_net(&n).map_err(|e| ctx.err("policy", "trusted_networks", e))?);
     }
     let mut rules = Vec::new();
     for (check_name, by_result) in p.rules.unwrap_or_default() {
@@ -650,6 +647,29 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         ));
     }
 
+    // [capture]
+    let c = raw.capture;
+    let directory = c.directory.map(PathBuf::from);
+    if directory.as_ref().is_some_and(|d| !d.is_absolute()) {
+        return Err(ctx.err("capture", "directory", "must be an absolute path"));
+    }
+    let mut clients = Vec::new();
+    for n in c.clients.unwrap_or_default() {
+        clients.push(parse_net(&n).map_err(|e| ctx.err("capture", "clients", e))?);
+    }
+    let capture = CaptureConfig {
+        directory,
+        sample: c.sample.unwrap_or(0),
+        domains: c
+            .domains
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect(),
+        clients,
+        max: c.max.unwrap_or(1000),
+    };
+
     // [metrics]
     let address = match raw.metrics.address {
         None => None,
@@ -673,6 +693,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             format,
             target,
         },
+        capture,
         metrics: MetricsConfig { address },
     })
 }

@@ -147,11 +147,12 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 })
             })
         })
-        .on_rcpt(move |ctx, _args| {
+        .on_rcpt(move |ctx, args| {
             let stats = s5.clone();
             Box::pin(async move {
                 stage!(stats, ctx, "rcpt", ProtoOpts::NOREPLY_RCPT, {
-                    session!(ctx).rcpt();
+                    let rcpt = args.first().map(|a| a.to_string_lossy().into_owned());
+                    session!(ctx).rcpt(rcpt.as_deref().unwrap_or(""));
                     Status::Continue
                 })
             })

@@ -22,6 +22,17 @@ pub struct Message {
     pub mail_from: String,
     pub authenticated: Option<String>,
     pub rcpt_count: usize,
+    /// The first recipients (for captures), without angle brackets.
+    pub rcpts: Vec<String>,
+    /// The DNS answers of this message, when captures are configured.
+    pub recorder: Option<std::sync::Arc<crate::dns::capture::Recorder>>,
+    /// This message is to be captured (decided at end of headers).
+    pub capture: bool,
+    /// The tracing span of this message (queue id, client, sender): the
+    /// decision trace (`authmilter::explain` at debug) is logged inside it.
+    pub span: tracing::Span,
+    /// A copy of `raw` kept for the capture.
+    pub captured_raw: Option<Vec<u8>>,
     pub spf: Option<Pending<SpfPair>>,
     /// Occurrences seen so far of each header name (lower case).
     pub header_counts: HashMap<String, i32>,
@@ -55,6 +66,11 @@ impl Message {
             mail_from,
             authenticated,
             rcpt_count: 0,
+            rcpts: Vec::new(),
+            recorder: None,
+            capture: false,
+            captured_raw: None,
+            span: tracing::Span::none(),
             spf: None,
             header_counts: HashMap::new(),
             forged: Vec::new(),

@@ -15,7 +15,9 @@ use crate::{
         dkim,
         dmarc::DmarcInput,
         evidence::{AuthResult, DmarcEvidence, Evidence, IprevEvidence, SpfEvidence, SpfIdentity},
+        Checker,
     },
+    dns::capture::Recorder,
     policy::{self, Action, ClientTrust, Reply, Verdict},
     Runtime,
 };
@@ -66,6 +68,8 @@ pub struct Connection {
     pub can_quarantine: bool,
     /// When CONNECT arrived, until the first message takes it (metrics).
     pub connected_at: Option<std::time::Instant>,
+    /// The iprev answers, when captures are configured.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// One milter connection.
@@ -80,6 +84,54 @@ pub struct Session {
     pub msg: Option<Message>,
     /// Keeps the connection counted as open.
     _open: crate::stats::Connected,
+}
+
+/// The trace's last lines: each result with its reason, and what decided.
+fn explain_results(ev: &Evidence, v: &Verdict) {
+    let why = |r: &Option<String>| r.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    if let Some(i) = &ev.iprev {
+        crate::explain!("result iprev={}{}", i.result, why(&i.reason));
+    }
+    for (what, s) in [("spf", &ev.spf_mailfrom), ("spf-helo", &ev.spf_helo)] {
+        if let Some(s) = s {
+            crate::explain!(
+                "result {what}={} for {}{}",
+                s.result,
+                s.domain,
+                why(&s.reason)
+            );
+        }
+    }
+    for d in &ev.dkim {
+        crate::explain!(
+            "result dkim={} d={} s={}{}",
+            d.result,
+            d.domain,
+            d.selector,
+            why(&d.reason)
+        );
+    }
+    let m = &ev.dmarc;
+    crate::explain!(
+        "result dmarc={} header.from={} policy={} effective={}{}",
+        m.result,
+        m.from_domain.as_deref().unwrap_or("-"),
+        m.published.map(|p| p.as_str()).unwrap_or("absent"),
+        m.effective,
+        why(&m.reason)
+    );
+    crate::explain!("verdict {}: {}", v.action, v.reason);
+    if let Some((a, w)) = &v.would {
+        crate::explain!("not enforced: would be {a} ({w})");
+    }
+}
+
+/// The runtime's checker, noting its DNS answers in `recorder` when there is one.
+fn checker_for(rt: &Runtime, recorder: Option<&Arc<Recorder>>) -> Checker {
+    match recorder {
+        Some(r) => rt.checker.recording(r.clone()),
+        None => rt.checker.clone(),
+    }
 }
 
 fn header_is(name: &str, wanted: &str) -> bool {
@@ -103,6 +155,7 @@ impl Session {
                 leading_space,
                 can_quarantine: true,
                 connected_at: None,
+                recorder: None,
             },
             msg: None,
         }
@@ -125,9 +178,12 @@ impl Session {
             // only when `policy.trust_unknown_family` says so.
             Client::Unknown => policy.trust_unknown_family,
         };
+        self.conn.recorder = self.rt.capture.as_ref().map(|_| Arc::new(Recorder::new()));
         if let Some(ip) = ip {
-            let checker = self.rt.checker.clone();
-            self.conn.iprev = Some(Pending::spawn(async move { checker.iprev(ip).await }));
+            let checker = checker_for(&self.rt, self.conn.recorder.as_ref());
+            let span = tracing::debug_span!("connection", client = %ip);
+            self.conn.iprev =
+                Some(span.in_scope(|| Pending::spawn(async move { checker.iprev(ip).await })));
         }
     }
 
@@ -167,11 +223,19 @@ impl Session {
             self.rt.config.limits.max_buffered_bytes,
         ));
         self.poisoned = false;
+        msg.recorder = self.rt.capture.as_ref().map(|_| Arc::new(Recorder::new()));
+        msg.span = tracing::debug_span!(
+            "message",
+            queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+            client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_else(|| "local".into()),
+            mail_from = %msg.mail_from,
+        );
+        crate::explain!(parent: &msg.span, "MAIL FROM <{}> from {}, HELO {:?}", msg.mail_from, self.conn.client_name, self.conn.helo.as_deref().unwrap_or(""));
         if let Some(ip) = self.conn.ip {
-            let checker = self.rt.checker.clone();
+            let checker = checker_for(&self.rt, msg.recorder.as_ref());
             let helo = self.conn.helo.clone().unwrap_or_default();
-            msg.spf = Some(Pending::spawn(async move {
-                checker.spf(ip, &helo, &mail_from).await
+            msg.spf = Some(msg.span.in_scope(|| {
+                Pending::spawn(async move { checker.spf(ip, &helo, &mail_from).await })
             }));
         }
         let policy = &self.rt.config.policy;
@@ -205,10 +269,17 @@ impl Session {
         outcome
     }
 
-    /// RCPT TO (counted for the log).
-    pub fn rcpt(&mut self) {
+    /// RCPT TO: counted for the log, the first ones kept for captures.
+    pub fn rcpt(&mut self, recipient: &str) {
         if let Some(m) = self.msg.as_mut() {
             m.rcpt_count += 1;
+            if m.rcpts.len() < 100 {
+                let r = recipient
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>');
+                m.rcpts.push(r.to_string());
+            }
         }
     }
 
@@ -270,7 +341,18 @@ impl Session {
             return;
         };
         msg.append(b"\r\n", limit);
+        self.decide_capture();
         self.start_prefetch();
+    }
+
+    /// Whether this message is captured, once its From domains are known.
+    fn decide_capture(&mut self) {
+        let (Some(capturer), Some(msg)) = (self.rt.capture.as_ref(), self.msg.as_mut()) else {
+            return;
+        };
+        let mut domains = msg.from_identity().domains();
+        domains.extend(msg.mail_from.rsplit_once('@').map(|(_, d)| d.to_string()));
+        msg.capture = capturer.wants(self.conn.ip, &domains);
     }
 
     /// The domain SPF checks for this message: the MAIL FROM domain, or the
@@ -293,13 +375,16 @@ impl Session {
             return;
         };
         let identity = msg.from_identity();
-        let checker = self.rt.checker.clone();
+        let checker = checker_for(&self.rt, msg.recorder.as_ref());
         let dkim_values = msg.dkim_values.clone();
         let lookups = msg.dmarc_lookups.clone();
-        msg.keys = Some(Pending::spawn(async move {
-            checker
-                .prefetch(dkim_values, identity, lookups, spf_domain)
-                .await
+        crate::explain!(parent: &msg.span, "end of headers: From {identity:?}, {} DKIM signature(s)", dkim_values.len());
+        msg.keys = Some(msg.span.in_scope(|| {
+            Pending::spawn(async move {
+                checker
+                    .prefetch(dkim_values, identity, lookups, spf_domain)
+                    .await
+            })
         }));
     }
 
@@ -377,12 +462,15 @@ impl Session {
             None => (None, None),
         };
         let identity = msg.from_identity();
-        let checker = &self.rt.checker;
+        let checker = &checker_for(&self.rt, msg.recorder.as_ref());
         let keys = match msg.keys.as_mut() {
             Some(p) => p.get_within(limit).await.ok().flatten(),
             None => None,
         };
         let author = identity.domains().first().cloned();
+        if msg.capture {
+            msg.captured_raw = Some(msg.raw.clone());
+        }
         // From here on the work starts at end of message.
         let deadline = tokio::time::Instant::now() + limit;
         let dkim = match keys {
@@ -447,7 +535,9 @@ impl Session {
                 msg.queue_id = Some(q);
             }
         }
-        let ev = self.evidence().await?;
+        use tracing::Instrument;
+        let span = self.msg.as_ref()?.span.clone();
+        let ev = self.evidence().instrument(span.clone()).await?;
         let msg = self.msg.as_ref()?;
         let cfg = &self.rt.config;
         let mut verdict: Verdict = policy::decide(&ev, &self.trust(msg), &cfg.policy);
@@ -476,6 +566,7 @@ impl Session {
             verdict.action = Action::Tag;
             verdict.reason = format!("{} (MTA offers no quarantine: tagged)", verdict.reason);
         }
+        span.in_scope(|| explain_results(&ev, &verdict));
         self.log(msg, &ev, &verdict);
         metrics::message(&ev, &verdict, msg.since, eom_started);
         self.rt
@@ -488,7 +579,51 @@ impl Session {
             &ev,
             verdict,
         );
+        self.write_capture(&ev, &plan.verdict);
         Some((ev, plan))
+    }
+
+    /// Writes the capture of this message, when it was chosen for one.
+    fn write_capture(&mut self, ev: &Evidence, v: &Verdict) {
+        let (Some(capturer), Some(msg)) = (self.rt.capture.as_ref(), self.msg.as_mut()) else {
+            return;
+        };
+        let (Some(raw), Some(rec)) = (msg.captured_raw.take(), msg.recorder.as_ref()) else {
+            return;
+        };
+        if let Some(conn) = &self.conn.recorder {
+            rec.extend_from(conn);
+        }
+        let env = crate::capture::Envelope {
+            client_ip: self.conn.ip,
+            client_name: self.conn.client_name.clone(),
+            helo: self.conn.helo.clone().unwrap_or_default(),
+            mail_from: msg.mail_from.clone(),
+            rcpt: msg.rcpts.clone(),
+            auth: msg.authenticated.clone(),
+            queue_id: msg.queue_id.clone(),
+        };
+        let cfg = &self.rt.config;
+        let header = crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v);
+        let summary = format!(
+            "verdict: {} ({})\nreply: {}\nAuthentication-Results:{}\n",
+            v.action,
+            v.reason,
+            v.reply_or_default()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "250 (the MTA's own)".into()),
+            header
+        );
+        capturer.write(
+            raw,
+            rec,
+            crate::capture::Record {
+                queue_id: msg.queue_id.clone(),
+                envelope_args: env.as_check_args(),
+                summary,
+                config: cfg.to_toml(),
+            },
+        );
     }
 
     fn log(&self, msg: &Message, ev: &Evidence, v: &Verdict) {

@@ -12,10 +12,12 @@ pub struct Pending<T> {
 }
 
 impl<T: Clone + Send + 'static> Pending<T> {
-    /// Starts `fut` on the runtime.
+    /// Starts `fut` on the runtime, inside the current tracing span (so
+    /// its trace lines name the message).
     pub fn spawn(fut: impl Future<Output = T> + Send + 'static) -> Self {
+        use tracing::Instrument;
         Self {
-            handle: Some(tokio::spawn(fut)),
+            handle: Some(tokio::spawn(fut.in_current_span())),
             value: None,
             started: Instant::now(),
         }
