@@ -124,7 +124,7 @@ impl Capturer {
             return false;
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        let sampled = self.cfg.sample > 0 && n % self.cfg.sample == 0;
+        let sampled = self.cfg.sample > 0 && n.is_multiple_of(self.cfg.sample);
         let by_client = client.is_some_and(|ip| self.cfg.clients.iter().any(|c| c.contains(&ip)));
         let by_domain = domains
             .iter()
