@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    daemon::{free_port, wait_listening, Daemon},
+    daemon::{free_port, wait_listening, wait_serving, Daemon},
     dns_server::{TestDns, Zones},
     *,
 };
@@ -75,7 +75,7 @@ async fn start(
     write_config(&conf, port, dns, log);
     let daemon = Daemon::spawn(&conf, &dir.join(format!("{name}.log")), rust_log);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_listening(addr).await;
+    wait_serving(addr).await;
     (daemon, addr, conf)
 }
 
@@ -300,5 +300,23 @@ async fn journald_without_a_journal_falls_back_to_stderr() {
     assert!(daemon.log_text().contains(
         "log.target = \"journald\" but /run/systemd/journal/socket does not exist: logging to standard error"
     ));
+    assert!(daemon.stop().success());
+}
+
+/// A SIGHUP as soon as the milter socket accepts reloads, never kills the
+/// daemon (its handlers are in place before the socket is bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_right_after_start_reloads() {
+    let dns = dns().await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("early.toml");
+    let port = free_port();
+    write_config(&conf, port, dns.addr, "level = \"info\"");
+    let mut daemon = Daemon::spawn(&conf, &dir.path().join("early.log"), None);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_listening(addr).await;
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_logged("configuration reloaded", 1).await;
+    assert_eq!(send(addr, &good(), GOOD).await.verdict(), "accept");
     assert!(daemon.stop().success());
 }

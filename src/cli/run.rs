@@ -35,6 +35,13 @@ pub fn main(path: PathBuf) -> ExitCode {
 }
 
 async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
+    // Signal handlers first, before the socket is bound: a signal before
+    // them would take its default action (SIGHUP: exit). Signals that
+    // arrive before their task runs wait for it.
+    let hup = signal(SignalKind::hangup());
+    let usr1 = signal(SignalKind::user_defined1());
+    let usr2 = signal(SignalKind::user_defined2());
+    let term = signal(SignalKind::terminate());
     for w in config.warnings() {
         warn!("{w}");
     }
@@ -105,7 +112,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
     let reload_shared = shared.clone();
     let reload_stats = stats.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let Ok(mut hup) = hup else {
             return;
         };
         while hup.recv().await.is_some() {
@@ -152,7 +159,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
     });
     // SIGUSR2: capture the next message (needs `[capture] directory`).
     tokio::spawn(async move {
-        let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+        let Ok(mut usr2) = usr2 else {
             return;
         };
         while usr2.recv().await.is_some() {
@@ -162,7 +169,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
     });
     let usr_stats = stats.clone();
     tokio::spawn(async move {
-        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        let Ok(mut usr1) = usr1 else {
             return;
         };
         while usr1.recv().await.is_some() {
@@ -173,7 +180,7 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
     // SIGTERM: stop accepting, let in-flight messages finish (bounded), then stop.
     let drain_stats = stats.clone();
     let shutdown = async move {
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = term.expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),

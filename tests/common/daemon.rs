@@ -103,6 +103,14 @@ pub async fn wait_listening(addr: SocketAddr) {
     }
 }
 
+/// Waits until the milter at `addr` negotiates: the daemon is serving,
+/// its signal handlers in place.
+pub async fn wait_serving(addr: SocketAddr) {
+    wait_listening(addr).await;
+    let conn = super::open(addr).await;
+    conn.close().await.unwrap();
+}
+
 /// `GET path` over a plain TCP connection: (status code, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
