@@ -224,9 +224,12 @@ impl Session {
         ));
         self.poisoned = false;
         msg.recorder = self.rt.capture.as_ref().map(|_| Arc::new(Recorder::new()));
+        // Postfix knows the queue id at MAIL FROM only with
+        // smtpd_delay_open_until_valid_rcpt = no: else it is recorded at
+        // end of message, for the trace's last lines.
         msg.span = tracing::debug_span!(
             "message",
-            queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+            queue_id = msg.queue_id.as_deref(),
             client = %self.conn.ip.map(|i| i.to_string()).unwrap_or_else(|| "local".into()),
             mail_from = %msg.mail_from,
         );
@@ -532,6 +535,7 @@ impl Session {
         let eom_started = std::time::Instant::now();
         if let (Some(msg), Some(q)) = (self.msg.as_mut(), queue_id) {
             if msg.queue_id.is_none() {
+                msg.span.record("queue_id", q.as_str());
                 msg.queue_id = Some(q);
             }
         }
