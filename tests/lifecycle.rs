@@ -5,6 +5,7 @@
 mod common;
 
 use common::{
+    daemon::{free_port, wait_for, Daemon},
     dns_server::{TestDns, Zones},
     *,
 };
@@ -15,19 +16,10 @@ use nix::{
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 const ZONE: &str = "$ORIGIN bank.test.\n$TTL 60\n@ IN SOA ns.bank.test. h.bank.test. 1 3600 600 86400 0\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(path: &Path, port: u16, dns: SocketAddr, id: &str) {
     let text = config_text(dns, "")
@@ -40,29 +32,6 @@ fn write_config(path: &Path, port: u16, dns: SocketAddr, id: &str) {
             &format!("authserv_id = \"{id}\""),
         );
     std::fs::write(path, text).unwrap();
-}
-
-/// The daemon, killed if the test fails before it stops it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path, log: &Path) -> Daemon {
-    Daemon(
-        Command::new(env!("CARGO_BIN_EXE_authmilter"))
-            .args(["-c", config.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-            .spawn()
-            .unwrap(),
-    )
 }
 
 /// A daemon on its own configuration file and DNS server, listening.
@@ -86,7 +55,8 @@ async fn start(name: &str, id: &str) -> Started {
     let log = dir.path().join(format!("{name}.log"));
     let port = free_port();
     write_config(&conf, port, dns.addr, id);
-    let child = spawn(&conf, &log);
+    // The invocation without a subcommand (as before `run` existed).
+    let child = Daemon::spawn_as(&[], &conf, &log, Some("info"));
     wait_for("listening", || log_has(&log, "authmilter listening")).await;
     Started {
         addr: ([127, 0, 0, 1], port).into(),
@@ -96,17 +66,6 @@ async fn start(name: &str, id: &str) -> Started {
         log,
         port,
         child,
-    }
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -139,7 +98,7 @@ async fn sighup_reloads_and_refuses_invalid_files() {
         addr,
         mut child,
     } = start("a", "one.test").await;
-    let pid = Pid::from_raw(child.0.id() as i32);
+    let pid = Pid::from_raw(child.child.id() as i32);
 
     // A connection opened before the reload keeps its configuration.
     let mut before = open(addr).await;
@@ -180,7 +139,7 @@ async fn sighup_reloads_and_refuses_invalid_files() {
     again.close().await.unwrap();
 
     kill(pid, Signal::SIGTERM).unwrap();
-    assert!(child.0.wait().unwrap().success());
+    assert!(child.child.wait().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +166,7 @@ async fn sigterm_drains_in_flight_messages() {
     // to read them before the signal.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(child.child.id() as i32), Signal::SIGTERM).unwrap();
     wait_for("drain", || log_has(&log, "draining 1 in-flight messages")).await;
     // No new connections are accepted.
     let t = Instant::now();
@@ -231,7 +190,7 @@ async fn sigterm_drains_in_flight_messages() {
     );
     let _ = conn.close().await;
     let t = Instant::now();
-    let status = child.0.wait().unwrap();
+    let status = child.child.wait().unwrap();
     assert!(status.success());
     assert!(t.elapsed() < Duration::from_secs(10));
 }
@@ -258,7 +217,7 @@ async fn unreadable_config_after_dropping_privileges_is_reported_at_start() {
     std::fs::write(&conf, text).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let _child = spawn(&conf, &log);
+    let _child = Daemon::spawn_as(&[], &conf, &log, Some("info"));
     wait_for("listening", || log_has(&log, "authmilter listening")).await;
     assert!(
         log_has(&log, "is not readable by user nobody"),

@@ -40,8 +40,15 @@ impl Daemon {
     /// Starts `authmilter run -c config`, standard error to `log`; `rust_log`
     /// sets RUST_LOG (`None`: unset, so `log.level` applies).
     pub fn spawn(config: &Path, log: &Path, rust_log: Option<&str>) -> Self {
+        Self::spawn_as(&["run"], config, log, rust_log)
+    }
+
+    /// The same with `args` before `-c config` (`&[]`: the invocation
+    /// without a subcommand, which runs the daemon too).
+    pub fn spawn_as(args: &[&str], config: &Path, log: &Path, rust_log: Option<&str>) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_authmilter"));
-        cmd.args(["run", "-c", config.to_str().unwrap()])
+        cmd.args(args)
+            .args(["-c", config.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
