@@ -19,7 +19,7 @@ use std::{fmt, net::SocketAddr, path::Path};
 
 /// The per-message summary line's fields (JSON format), in order, after
 /// `message` (whose value is "message"). docs/LOGS.md documents each.
-const SUMMARY_FIELDS: [&str; 17] = [
+const SUMMARY_FIELDS: [&str; 20] = [
     "queue_id",
     "client",
     "helo",
@@ -30,6 +30,9 @@ const SUMMARY_FIELDS: [&str; 17] = [
     "spf",
     "spf_helo",
     "dkim",
+    "arc",
+    "arc_sealers",
+    "dkim2",
     "dmarc",
     "dmarc_policy",
     "verdict",

@@ -62,6 +62,8 @@ fuzz_target!(|data: &[u8]| {
             reason: Some(pick(3)),
             local_limit: false,
         }],
+        arc: ArcEvidence::none(),
+        dkim2: vec![],
         dmarc: DmarcEvidence {
             result: AuthResult::Fail,
             from_domain: Some(pick(3)),

@@ -3,7 +3,7 @@
 use super::sanitize::{comment_text, pvalue, quoted};
 use crate::{
     checks::evidence::{AuthResult, Evidence, SpfEvidence, SpfIdentity},
-    policy::Verdict,
+    policy::{ArcJudgement, Verdict},
 };
 
 /// Folding between result sets: Postfix and Sendmail expect LF in milter
@@ -28,6 +28,32 @@ fn spf_part(s: &SpfEvidence) -> String {
         ),
     };
     format!("spf={}{} {prop}", s.result, reason(&s.reason, s.result))
+}
+
+/// `arc=` (RFC 8617 §10.1): the result, the sealers in a comment (newest
+/// first), the client address and, where known, the oldest passing set.
+fn arc_part(ev: &Evidence) -> String {
+    let a = &ev.arc;
+    let mut out = format!("arc={}", a.result);
+    if a.result == AuthResult::Fail {
+        if let Some(r) = &a.reason {
+            out.push_str(&format!(" ({})", comment_text(r)));
+        }
+    } else if !a.hops.is_empty() {
+        out.push_str(&format!(
+            " (sealers {})",
+            comment_text(&a.sealers().join(","))
+        ));
+    }
+    if a.result != AuthResult::None {
+        if let Some(i) = &ev.iprev {
+            out.push_str(&format!(" smtp.remote-ip={}", pvalue(&i.ip.to_string())));
+        }
+        if let Some(o) = a.oldest_pass {
+            out.push_str(&format!(" header.oldest-pass={o}"));
+        }
+    }
+    out
 }
 
 /// The header value (after `Authentication-Results:`), starting with a space.
@@ -72,6 +98,16 @@ pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
             quoted(&d.b_prefix),
         ));
     }
+    for d in &ev.dkim2 {
+        parts.push(format!(
+            "dkim2={}{} header.d={} header.i={}",
+            d.result,
+            reason(&d.reason, d.result),
+            pvalue(&d.domain),
+            d.instance
+        ));
+    }
+    parts.push(arc_part(ev));
     let m = &ev.dmarc;
     let mut dmarc = format!("dmarc={}{}", m.result, reason(&m.reason, m.result));
     if let Some(p) = m.published {
@@ -86,6 +122,9 @@ pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
         }
         if let Some(o) = verdict.override_reason {
             c.push_str(&format!(" override={o}"));
+            if let Some(ArcJudgement::Override { sealer, instance }) = &verdict.arc {
+                c.push_str(&format!(" reason=arc sealer={sealer} i={instance}"));
+            }
         }
         dmarc.push_str(&format!(" ({})", comment_text(&c)));
     }
@@ -139,6 +178,8 @@ mod tests {
                 reason: None,
                 local_limit: false,
             }],
+            arc: ArcEvidence::none(),
+            dkim2: vec![],
             dmarc: DmarcEvidence {
                 result: AuthResult::Pass,
                 from_domain: Some("example.com".into()),

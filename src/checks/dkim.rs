@@ -270,16 +270,23 @@ pub async fn prefetch_keys(
 
 /// Fetches, concurrently, the keys of `sigs`.
 pub async fn fetch_keys(dns: &Dns, sigs: &[Signature]) -> KeyCache {
+    let names: Vec<(String, String)> = sigs.iter().map(|s| (s.s.clone(), s.d.clone())).collect();
+    fetch_named(dns, &names).await
+}
+
+/// Fetches, concurrently, the keys named by (selector, domain) pairs.
+pub async fn fetch_named(dns: &Dns, pairs: &[(String, String)]) -> KeyCache {
     // The library asks for `s._domainkey.d.` as the signature writes it;
     // DNS names are case-insensitive: fetch once per lower-case name.
     let mut names: Vec<(String, String)> = Vec::new();
-    for sig in sigs {
-        let exact = format!("{}._domainkey.{}.", sig.s, sig.d);
+    for (s, d) in pairs {
+        let exact = format!("{s}._domainkey.{d}.");
         if !names.iter().any(|(e, _)| *e == exact) {
-            names.push((exact, key_name(&sig.s, &sig.d)));
+            names.push((exact, key_name(s, d)));
         }
     }
     let mut lower: Vec<String> = names.iter().map(|(_, l)| l.clone()).collect();
+    lower.sort();
     lower.dedup();
     let fetched = futures::future::join_all(lower.iter().map(|n| fetch_key(dns, n))).await;
     let by_lower: HashMap<String, KeyEntry> = lower.into_iter().zip(fetched).collect();
@@ -291,6 +298,21 @@ pub async fn fetch_keys(dns: &Dns, sigs: &[Signature]) -> KeyCache {
         }
     }
     KeyCache { keys }
+}
+
+impl KeyCache {
+    /// Adds the keys of `other` (already fetched) to this cache.
+    pub fn merge(&mut self, other: KeyCache) {
+        self.keys.extend(other.keys);
+    }
+
+    /// The RSA modulus size of the key `selector._domainkey.domain`, when it
+    /// was fetched and is an RSA key.
+    pub fn rsa_bits(&self, selector: &str, domain: &str) -> Option<usize> {
+        self.keys
+            .get(key_name(selector, domain).as_str())
+            .and_then(|k| k.rsa_bits)
+    }
 }
 
 fn b_prefix(b: &[u8]) -> String {
@@ -427,6 +449,19 @@ pub async fn verify(
     let Some(mut msg) = AuthenticatedMessage::parse(raw) else {
         return unverified(values, AuthResult::PermError, "message could not be parsed");
     };
+    verify_parsed(dns, raw, &mut msg, values, keys, author, max_signatures).await
+}
+
+/// [`verify`] on a message already parsed from `raw`.
+pub async fn verify_parsed(
+    dns: &Dns,
+    raw: &[u8],
+    msg: &mut AuthenticatedMessage<'_>,
+    values: &[Vec<u8>],
+    keys: &KeyCache,
+    author: Option<&str>,
+    max_signatures: usize,
+) -> Vec<DkimEvidence> {
     let mut out: Vec<(usize, DkimEvidence)> = Vec::new();
     if msg.dkim_headers.len() > max_signatures {
         // Those that may align first (as the keys were fetched). The rest
@@ -467,7 +502,7 @@ pub async fn verify(
     }
     let outputs = dns
         .authenticator()
-        .verify_dkim(Parameters::new(&msg).with_txt_cache(keys))
+        .verify_dkim(Parameters::new(&*msg).with_txt_cache(keys))
         .await;
     // Each result is tied to its header by identity, not by position.
     for h in &msg.dkim_headers {

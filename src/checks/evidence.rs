@@ -184,6 +184,84 @@ impl DmarcEvidence {
     }
 }
 
+/// One result recorded in an ARC-Authentication-Results field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AarResult {
+    /// The method, lower case (`dmarc`, `spf`, ...).
+    pub method: String,
+    /// The result word, lower case, as the sealer wrote it.
+    pub result: String,
+    /// `header.from`, lower case, when the result names one.
+    pub header_from: Option<String>,
+}
+
+/// One ARC set (RFC 8617 §4.1) as the message carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArcHop {
+    /// The instance `i=`.
+    pub instance: u32,
+    /// The sealer: the `d=` of the ARC-Seal, lower case.
+    pub sealer: String,
+    /// The authserv-id of the ARC-Authentication-Results.
+    pub authserv_id: Option<String>,
+    /// The results that ARC-Authentication-Results records.
+    pub results: Vec<AarResult>,
+}
+
+/// ARC chain validation (RFC 8617 §5.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArcEvidence {
+    /// `pass`, `fail` or `none`: the only results RFC 8617 defines.
+    pub result: AuthResult,
+    pub reason: Option<String>,
+    /// The failure came from a DNS failure that may go away.
+    pub temporary: bool,
+    /// RFC 8617 §5.2 step 5, where known.
+    pub oldest_pass: Option<u32>,
+    /// The sets, oldest (`i=1`) first; empty when they could not be read.
+    pub hops: Vec<ArcHop>,
+}
+
+impl ArcEvidence {
+    /// No ARC header fields at all.
+    pub fn none() -> Self {
+        Self {
+            result: AuthResult::None,
+            reason: None,
+            temporary: false,
+            oldest_pass: None,
+            hops: Vec::new(),
+        }
+    }
+
+    /// A chain that could not be validated.
+    pub fn fail(reason: impl Into<String>, temporary: bool, hops: Vec<ArcHop>) -> Self {
+        Self {
+            result: AuthResult::Fail,
+            reason: Some(reason.into()),
+            temporary,
+            oldest_pass: None,
+            hops,
+        }
+    }
+
+    /// The sealer domains, newest first.
+    pub fn sealers(&self) -> Vec<&str> {
+        self.hops.iter().rev().map(|h| h.sealer.as_str()).collect()
+    }
+}
+
+/// One DKIM2 signature's evaluation (draft-ietf-dkim-dkim2-spec).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dkim2Evidence {
+    pub result: AuthResult,
+    /// The signing domain `d=`, lower case.
+    pub domain: String,
+    /// The signature's instance `i=`.
+    pub instance: u32,
+    pub reason: Option<String>,
+}
+
 /// Everything learned about one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {
@@ -191,6 +269,9 @@ pub struct Evidence {
     pub spf_helo: Option<SpfEvidence>,
     pub spf_mailfrom: Option<SpfEvidence>,
     pub dkim: Vec<DkimEvidence>,
+    pub arc: ArcEvidence,
+    /// DKIM2 signatures, in instance order; empty when there are none.
+    pub dkim2: Vec<Dkim2Evidence>,
     pub dmarc: DmarcEvidence,
 }
 

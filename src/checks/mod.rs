@@ -1,8 +1,11 @@
-//! The checks: iprev, SPF, DKIM, From hygiene and DMARC. Each produces plain
-//! [`evidence`] data; only this module and `dns` use mail-auth and viaspf.
+//! The checks: iprev, SPF, DKIM, ARC, DKIM2, From hygiene and DMARC. Each
+//! produces plain [`evidence`] data; only this module and `dns` use
+//! mail-auth and viaspf.
 
 pub mod address;
+pub mod arc;
 pub mod dkim;
+pub mod dkim2;
 pub mod dmarc;
 pub mod evidence;
 pub mod from;
@@ -10,7 +13,9 @@ pub mod iprev;
 pub mod spf;
 
 use crate::{dns::Dns, telemetry::metrics as m};
-use evidence::{DkimEvidence, DmarcEvidence, IprevEvidence, SpfEvidence};
+use evidence::{
+    ArcEvidence, AuthResult, Dkim2Evidence, DkimEvidence, DmarcEvidence, IprevEvidence, SpfEvidence,
+};
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 /// Resource limits of one message (set from `[limits]`).
@@ -115,6 +120,7 @@ impl Checker {
     pub async fn prefetch(
         &self,
         dkim_values: Vec<Vec<u8>>,
+        chain_fields: Vec<(String, Vec<u8>)>,
         from: from::FromIdentity,
         lookups: dmarc::DmarcLookups,
         spf_domain: Option<String>,
@@ -124,7 +130,17 @@ impl Checker {
         // One selection: the keys fetched and the identifiers walked are
         // those of the signatures that will be verified.
         let sigs = dkim::selected(&dkim_values, author.as_deref(), self.limits.max_signatures);
-        let keys = dkim::fetch_keys(&self.dns, &sigs);
+        // The ARC and DKIM2 keys come into the same per-message cache.
+        let mut names: Vec<(String, String)> =
+            sigs.iter().map(|s| (s.s.clone(), s.d.clone())).collect();
+        names.extend(arc::key_names(&chain_fields).unwrap_or_default());
+        let dkim2_values: Vec<Vec<u8>> = chain_fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("DKIM2-Signature"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        names.extend(dkim2::key_names(&dkim2_values));
+        let keys = dkim::fetch_named(&self.dns, &names);
         let policies = async {
             let domains = from.domains();
             for d in &domains {
@@ -141,47 +157,34 @@ impl Checker {
         keys
     }
 
-    /// DKIM over the complete message. A large message is parsed, hashed and
-    /// verified on a blocking thread (`benches/stall.rs`: a 24 MiB message on
-    /// the async workers held the other sessions up to ~150 ms at p99).
-    pub async fn dkim(
-        &self,
-        raw: Vec<u8>,
-        values: &[Vec<u8>],
-        keys: &dkim::KeyCache,
-        author: Option<&str>,
-    ) -> Vec<DkimEvidence> {
+    /// DKIM, ARC and DKIM2 over the complete message, parsed once. A large
+    /// message is parsed, hashed and verified on a blocking thread
+    /// (`benches/stall.rs`: a 24 MiB message on the async workers held the
+    /// other sessions up to ~150 ms at p99).
+    pub async fn authenticate(&self, input: MessageInput) -> Authentication {
         let started = m::timer();
-        let res = self.dkim_inner(raw, values, keys, author).await;
+        let values = input.dkim_values.clone();
+        let res = if input.raw.len() < OFFLOAD_BYTES {
+            authenticate(&self.dns, &input, self.limits.max_signatures).await
+        } else {
+            let dns = self.dns.clone();
+            let max = self.limits.max_signatures;
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                handle.block_on(async { authenticate(&dns, &input, max).await })
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("verification task failed: {e}");
+                Authentication {
+                    dkim: dkim::unverified(&values, AuthResult::TempError, "internal error"),
+                    arc: ArcEvidence::fail("internal error", true, Vec::new()),
+                    dkim2: Vec::new(),
+                }
+            })
+        };
         m::check("dkim", started);
         res
-    }
-
-    async fn dkim_inner(
-        &self,
-        raw: Vec<u8>,
-        values: &[Vec<u8>],
-        keys: &dkim::KeyCache,
-        author: Option<&str>,
-    ) -> Vec<DkimEvidence> {
-        let max = self.limits.max_signatures;
-        if raw.len() < OFFLOAD_BYTES {
-            return dkim::verify(&self.dns, &raw, values, keys, author, max).await;
-        }
-        let (dns, values, keys) = (self.dns.clone(), values.to_vec(), keys.clone());
-        let author = author.map(str::to_string);
-        let handle = tokio::runtime::Handle::current();
-        let fallback = values.clone();
-        tokio::task::spawn_blocking(move || {
-            handle.block_on(async {
-                dkim::verify(&dns, &raw, &values, &keys, author.as_deref(), max).await
-            })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!("DKIM verification task failed: {e}");
-            dkim::unverified(&fallback, evidence::AuthResult::TempError, "internal error")
-        })
     }
 
     /// DMARC from the other results.
@@ -195,4 +198,52 @@ impl Checker {
         m::check("dmarc", started);
         ev
     }
+}
+
+/// What [`Checker::authenticate`] needs of one message.
+pub struct MessageInput {
+    /// Header block and body, CRLF line ends.
+    pub raw: Vec<u8>,
+    /// The DKIM-Signature values the session saw, in order.
+    pub dkim_values: Vec<Vec<u8>>,
+    pub keys: dkim::KeyCache,
+    pub author: Option<String>,
+    /// The SMTP envelope, for DKIM2's chain of custody.
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+}
+
+/// The signature-based results of one message.
+#[derive(Clone, Debug)]
+pub struct Authentication {
+    pub dkim: Vec<DkimEvidence>,
+    pub arc: ArcEvidence,
+    pub dkim2: Vec<Dkim2Evidence>,
+}
+
+async fn authenticate(dns: &Dns, input: &MessageInput, max: usize) -> Authentication {
+    let Some(mut msg) = mail_auth::AuthenticatedMessage::parse(&input.raw) else {
+        return Authentication {
+            dkim: dkim::unverified(
+                &input.dkim_values,
+                AuthResult::PermError,
+                "message could not be parsed",
+            ),
+            arc: arc::unparsable(&input.raw),
+            dkim2: Vec::new(),
+        };
+    };
+    let arc = arc::verify(dns, &msg, &input.keys).await;
+    let dkim2 = dkim2::verify(dns, &msg, &input.keys, &input.mail_from, &input.rcpts).await;
+    let dkim = dkim::verify_parsed(
+        dns,
+        &input.raw,
+        &mut msg,
+        &input.dkim_values,
+        &input.keys,
+        input.author.as_deref(),
+        max,
+    )
+    .await;
+    Authentication { dkim, arc, dkim2 }
 }

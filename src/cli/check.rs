@@ -365,6 +365,23 @@ fn result_lines(ev: &Evidence) -> Vec<(String, AuthResult, String)> {
             format!("d={} s={} {}", d.domain, d.selector, why(&d.reason)),
         ));
     }
+    for d in &ev.dkim2 {
+        out.push((
+            "dkim2".into(),
+            d.result,
+            format!("d={} i={} {}", d.domain, d.instance, why(&d.reason)),
+        ));
+    }
+    let a = &ev.arc;
+    out.push((
+        "arc".into(),
+        a.result,
+        if a.hops.is_empty() {
+            why(&a.reason)
+        } else {
+            format!("sealers {} {}", a.sealers().join(","), why(&a.reason))
+        },
+    ));
     let m = &ev.dmarc;
     out.push((
         "dmarc".into(),
@@ -411,12 +428,26 @@ fn to_text(r: &Report) -> String {
         (None, Some(p)) => p.verdict.reason.clone(),
         (None, None) => "no message".into(),
     };
+    if let Some(j) = r.plan.as_ref().and_then(|p| p.verdict.arc.as_ref()) {
+        out.push_str(&format!("arc trust: {}\n", arc_trust_text(j)));
+    }
     out.push_str(&format!("verdict: {} ({reason})\n", r.action()));
     if let Some((a, why)) = r.plan.as_ref().and_then(|p| p.verdict.would.as_ref()) {
         out.push_str(&format!("not enforced: would be {a} ({why})\n"));
     }
     out.push_str(&format!("reply: {}\n", r.reply()));
     out
+}
+
+fn arc_trust_text(j: &crate::policy::ArcJudgement) -> String {
+    use crate::policy::ArcJudgement::*;
+    match j {
+        Override { sealer, instance } => format!(
+            "override (trusted_forwarder): sealer {sealer} (i={instance}) recorded dmarc=pass"
+        ),
+        Temporary { sealer } => format!("keys of trusted sealer {sealer} not fetched"),
+        Refused(why) => format!("no override: {why}"),
+    }
 }
 
 fn to_json(r: &Report) -> serde_json::Value {
@@ -440,6 +471,12 @@ fn to_json(r: &Report) -> serde_json::Value {
         "added_headers": plan.map(|p| p.inserts.iter().map(|(n, v)| json!({"name": n, "value": v.trim_start()})).collect::<Vec<_>>()),
         "deleted_headers": plan.map(|p| p.deletions.iter().map(|(n, i)| json!({"name": n, "index": i})).collect::<Vec<_>>()),
         "results": results,
+        "arc": r.evidence.as_ref().map(|e| json!({
+            "result": e.arc.result.as_str(),
+            "reason": e.arc.reason,
+            "sealers": e.arc.sealers(),
+            "trust": plan.and_then(|p| p.verdict.arc.as_ref()).map(arc_trust_text),
+        })),
         "dmarc": r.evidence.as_ref().map(|e| json!({
             "result": e.dmarc.result.as_str(),
             "from_domain": e.dmarc.from_domain,

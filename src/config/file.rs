@@ -23,6 +23,28 @@ pub struct RawConfig {
     pub capture: RawCapture,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub arc: RawArc,
+    #[serde(default)]
+    pub dkim2: RawDkim2,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArc {
+    pub trusted_sealers: Option<Vec<String>>,
+    pub trusted_action: Option<String>,
+    pub seal: Option<bool>,
+    pub seal_domain: Option<String>,
+    pub seal_selector: Option<String>,
+    pub seal_key_file: Option<String>,
+    pub seal_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDkim2 {
+    pub use_for_dmarc: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

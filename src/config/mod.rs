@@ -11,7 +11,11 @@ pub mod validate;
 use crate::policy::PolicyConfig;
 // The settings of the layers below, which own their types: config builds
 // them, nothing below imports config.
-pub use crate::{capture::CaptureConfig, checks::Limits, dns::DnsConfig};
+pub use crate::{
+    capture::CaptureConfig,
+    checks::{arc::seal::SealConfig, dkim2::Dkim2Config, Limits},
+    dns::DnsConfig,
+};
 use std::{
     fmt,
     path::{Path, PathBuf},
@@ -33,6 +37,9 @@ pub struct Config {
     pub log: LogConfig,
     pub capture: CaptureConfig,
     pub metrics: MetricsConfig,
+    /// ARC sealing (`[arc] seal = true`); trusted sealers are in `policy.arc`.
+    pub seal: Option<SealConfig>,
+    pub dkim2: Dkim2Config,
 }
 
 /// Where and how the milter listens.

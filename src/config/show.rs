@@ -3,7 +3,7 @@
 //! the output back gives the same configuration.
 
 use super::{Config, LogFormat, LogTarget};
-use crate::policy::{Mode, QuarantineMode, Reply, TempErrorAction};
+use crate::policy::{Mode, QuarantineMode, Reply, TempErrorAction, TrustedAction};
 use toml::{Table, Value};
 
 fn s(v: impl Into<String>) -> Value {
@@ -187,6 +187,40 @@ impl Config {
             "address",
             self.metrics.address.map(|a| s(a.to_string())),
         )]);
+        let pa = &self.policy.arc;
+        let seal_headers = self.seal.as_ref().map_or_else(
+            || {
+                crate::checks::arc::seal::DEFAULT_HEADERS
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect()
+            },
+            |c| c.headers.clone(),
+        );
+        let arc = table(vec![
+            ("trusted_sealers", Some(strings(&pa.trusted_sealers))),
+            (
+                "trusted_action",
+                Some(s(match pa.action {
+                    TrustedAction::Accept => "accept",
+                    TrustedAction::Milder => "milder",
+                })),
+            ),
+            ("seal", Some(Value::Boolean(self.seal.is_some()))),
+            ("seal_domain", self.seal.as_ref().map(|c| s(&c.domain))),
+            ("seal_selector", self.seal.as_ref().map(|c| s(&c.selector))),
+            (
+                "seal_key_file",
+                self.seal
+                    .as_ref()
+                    .map(|c| s(c.key_file.display().to_string())),
+            ),
+            ("seal_headers", Some(strings(&seal_headers))),
+        ]);
+        let dkim2 = table(vec![(
+            "use_for_dmarc",
+            Some(Value::Boolean(self.dkim2.use_for_dmarc)),
+        )]);
         let mut root = Table::new();
         for (k, v) in [
             ("milter", milter),
@@ -196,6 +230,8 @@ impl Config {
             ("log", log),
             ("capture", capture),
             ("metrics", metrics),
+            ("arc", arc),
+            ("dkim2", dkim2),
         ] {
             root.insert(k.into(), v);
         }

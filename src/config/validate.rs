@@ -3,12 +3,17 @@
 use super::{
     file::{RawConfig, RawReply, RawRule},
     locate_key, CaptureConfig, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat,
-    LogTarget, MetricsConfig, MilterConfig, SocketSpec, DEFAULT_SOCKET,
+    LogTarget, MetricsConfig, MilterConfig, SealConfig, SocketSpec, DEFAULT_SOCKET,
 };
 use crate::{
-    checks::evidence::{AuthResult, DmarcPolicy},
+    checks::{
+        arc::seal,
+        dkim2::Dkim2Config,
+        evidence::{AuthResult, DmarcPolicy},
+    },
     policy::{
-        Action, Check, Mode, Override, PolicyConfig, QuarantineMode, Reply, Rule, TempErrorAction,
+        Action, ArcTrust, Check, Mode, Override, PolicyConfig, QuarantineMode, Reply, Rule,
+        TempErrorAction, TrustedAction,
     },
 };
 use ipnet::IpNet;
@@ -595,7 +600,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             dmarc_policy,
         });
     }
-    let policy = PolicyConfig {
+    let mut policy = PolicyConfig {
         mode,
         quarantine,
         quarantine_header,
@@ -612,6 +617,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         trust_authenticated: p.trust_authenticated.unwrap_or(true),
         rules,
         overrides,
+        arc: ArcTrust::default(),
     };
 
     // [log]
@@ -682,6 +688,103 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         })?),
     };
 
+    // [arc]
+    let a = raw.arc;
+    let mut trusted_sealers = Vec::new();
+    for d in a.trusted_sealers.unwrap_or_default() {
+        let domain = d.trim_end_matches('.').to_ascii_lowercase();
+        if !valid_domain(&domain) {
+            return Err(ctx.err(
+                "arc",
+                "trusted_sealers",
+                format!("`{d}` is not a domain name"),
+            ));
+        }
+        trusted_sealers.push(domain);
+    }
+    let trusted_action = match a.trusted_action.as_deref().unwrap_or("accept") {
+        "accept" => TrustedAction::Accept,
+        "milder" => TrustedAction::Milder,
+        other => {
+            return Err(ctx.err(
+                "arc",
+                "trusted_action",
+                format!("`{other}`: expected \"accept\" or \"milder\""),
+            ))
+        }
+    };
+    policy.arc = ArcTrust {
+        trusted_sealers,
+        action: trusted_action,
+        own_ids: std::iter::once(&milter.authserv_id)
+            .chain(&milter.authserv_aliases)
+            .map(|s| s.to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    };
+    let seal_headers: Vec<String> = a.seal_headers.unwrap_or_else(|| {
+        seal::DEFAULT_HEADERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    if !seal_headers.iter().any(|h| h.eq_ignore_ascii_case("from")) {
+        return Err(ctx.err("arc", "seal_headers", "must include From"));
+    }
+    if let Some(bad) = seal_headers.iter().find(|h| {
+        seal::FORBIDDEN_HEADERS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(h))
+    }) {
+        return Err(ctx.err(
+            "arc",
+            "seal_headers",
+            format!("`{bad}` must not be signed: it changes at every hop"),
+        ));
+    }
+    let seal = if a.seal.unwrap_or(false) {
+        let domain = a
+            .seal_domain
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if !valid_domain(&domain) {
+            return Err(ctx.err(
+                "arc",
+                "seal_domain",
+                "a domain name is needed when seal = true",
+            ));
+        }
+        let selector = a.seal_selector.unwrap_or_default();
+        if selector.is_empty()
+            || !selector.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+        {
+            return Err(ctx.err(
+                "arc",
+                "seal_selector",
+                "a selector (DNS label) is needed when seal = true",
+            ));
+        }
+        let key_file = PathBuf::from(a.seal_key_file.unwrap_or_default());
+        if !key_file.is_absolute() {
+            return Err(ctx.err(
+                "arc",
+                "seal_key_file",
+                "an absolute path is needed when seal = true",
+            ));
+        }
+        Some(
+            SealConfig::load(&domain, &selector, key_file, seal_headers.clone())
+                .map_err(|e| ctx.err("arc", "seal_key_file", e))?,
+        )
+    } else {
+        None
+    };
+
     Ok(Config {
         source: None,
         milter,
@@ -695,5 +798,9 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         },
         capture,
         metrics: MetricsConfig { address },
+        seal,
+        dkim2: Dkim2Config {
+            use_for_dmarc: raw.dkim2.use_for_dmarc.unwrap_or(false),
+        },
     })
 }

@@ -11,12 +11,16 @@
 //!    has the rule's result proposes its action.
 //! 3. The most severe proposal wins (reject > tempfail > quarantine > tag > accept).
 //!    Rules marked `monitor` only report what they would have done.
+//!    A DMARC failure is not enforced (or milder) when a trusted ARC sealer
+//!    vouches for a `dmarc=pass` before forwarding ([`arc`]).
 //! 4. `never_reject` domains are quarantined instead of rejected.
 //! 5. Trusted networks, authenticated clients and global monitor mode never
 //!    enforce: the message is accepted and the would-be verdict is reported.
 
+pub mod arc;
 mod verdict;
 
+pub use arc::{ArcJudgement, ArcTrust, TrustedAction};
 pub use verdict::{Action, NotEnforced, Reply, Verdict};
 
 use crate::checks::evidence::{AuthResult, DmarcPolicy, Evidence, SpfEvidence};
@@ -142,6 +146,8 @@ pub struct PolicyConfig {
     pub trust_authenticated: bool,
     pub rules: Vec<Rule>,
     pub overrides: Vec<Override>,
+    /// Trusted ARC sealers.
+    pub arc: ArcTrust,
 }
 
 impl PolicyConfig {
@@ -183,6 +189,7 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
     let mut monitored: Vec<Proposal> = Vec::new();
     let mut dmarc_disposition = None;
     let mut override_reason = None;
+    let mut arc_judgement = None;
 
     // 1. DMARC.
     match ev.dmarc.result {
@@ -194,8 +201,31 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
                     override_reason = Some("local_policy");
                 }
             }
-            dmarc_disposition = Some(policy);
+            arc_judgement = arc::judge(ev, &cfg.arc);
             let domain = from.to_string();
+            match &arc_judgement {
+                Some(ArcJudgement::Override { .. }) if policy != DmarcPolicy::None => {
+                    policy = arc::overridden(policy, cfg.arc.action);
+                    override_reason = Some("trusted_forwarder");
+                }
+                Some(ArcJudgement::Temporary { sealer })
+                    if policy != DmarcPolicy::None
+                        && cfg.dmarc_temperror == TempErrorAction::Tempfail =>
+                {
+                    // The trusted sealer's key may answer on a retry: not a
+                    // reject on a DNS failure.
+                    enforced.push(Proposal {
+                        action: Action::Tempfail,
+                        reply: Some(cfg.dmarc_temperror_reply.for_domain(&domain)),
+                        reason: format!(
+                            "dmarc=fail domain={domain}, ARC keys of trusted sealer {sealer} not fetched"
+                        ),
+                    });
+                    policy = DmarcPolicy::None;
+                }
+                _ => {}
+            }
+            dmarc_disposition = Some(policy);
             match policy {
                 DmarcPolicy::Reject => enforced.push(Proposal {
                     action: Action::Reject,
@@ -205,9 +235,28 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
                 DmarcPolicy::Quarantine => enforced.push(Proposal {
                     action: Action::Quarantine,
                     reply: None,
-                    reason: format!("dmarc=fail policy=quarantine domain={domain}"),
+                    reason: match &arc_judgement {
+                        Some(ArcJudgement::Override { sealer, instance })
+                            if override_reason == Some("trusted_forwarder") =>
+                        {
+                            format!("dmarc=fail domain={domain}: trusted ARC sealer {sealer} (i={instance}), milder policy quarantine")
+                        }
+                        _ => format!("dmarc=fail policy=quarantine domain={domain}"),
+                    },
                 }),
-                DmarcPolicy::None => {}
+                DmarcPolicy::None => {
+                    if let (Some(ArcJudgement::Override { sealer, instance }), Some(_)) =
+                        (&arc_judgement, override_reason)
+                    {
+                        enforced.push(Proposal {
+                            action: Action::Accept,
+                            reply: None,
+                            reason: format!(
+                                "dmarc=fail domain={domain} overridden: trusted ARC sealer {sealer} (i={instance}) recorded dmarc=pass"
+                            ),
+                        });
+                    }
+                }
             }
         }
         _ if ev.dmarc.from_unusable && cfg.invalid_from != Action::Accept => {
@@ -331,6 +380,7 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
     }
     verdict.dmarc_disposition = dmarc_disposition;
     verdict.override_reason = override_reason;
+    verdict.arc = arc_judgement;
     verdict
 }
 

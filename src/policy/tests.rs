@@ -22,6 +22,8 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
             reason: None,
         }),
         dkim: vec![],
+        arc: ArcEvidence::none(),
+        dkim2: vec![],
         dmarc: DmarcEvidence {
             result: dmarc,
             from_domain: Some("example.com".into()),
@@ -227,5 +229,214 @@ fn spf_neutral_and_softfail_alone_never_reject_by_default() {
             let v = decide(&ev(dmarc, DmarcPolicy::None, spf), &untrusted(), &c);
             assert_eq!(v.action, Action::Accept, "spf={spf} dmarc={dmarc}");
         }
+    }
+}
+
+/// RFC 8617 §7.2 local policy, the rule in `policy::arc`: a table of chains
+/// (newest set last) and whether the DMARC failure of example.com at
+/// p=reject is overridden.
+mod arc_trust {
+    use super::*;
+
+    fn hop(i: u32, sealer: &str, dmarc: Option<(&str, &str)>, id: &str) -> ArcHop {
+        ArcHop {
+            instance: i,
+            sealer: sealer.into(),
+            authserv_id: Some(id.into()),
+            results: dmarc
+                .map(|(r, from)| AarResult {
+                    method: "dmarc".into(),
+                    result: r.into(),
+                    header_from: Some(from.into()),
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn with_chain(result: AuthResult, temporary: bool, hops: Vec<ArcHop>) -> Evidence {
+        let mut e = ev(Fail, DmarcPolicy::Reject, Fail);
+        e.arc = ArcEvidence {
+            result,
+            reason: None,
+            temporary,
+            oldest_pass: None,
+            hops,
+        };
+        e
+    }
+
+    fn trusting(sealers: &str, action: &str) -> PolicyConfig {
+        Config::parse(
+            &format!(
+                "[milter]\nauthserv_id = \"mx.us.example\"\n[arc]\ntrusted_sealers = [{sealers}]\ntrusted_action = \"{action}\"\n"
+            ),
+            "t",
+        )
+        .unwrap()
+        .policy
+    }
+
+    const PASS: Option<(&str, &str)> = Some(("pass", "example.com"));
+    const FAIL: Option<(&str, &str)> = Some(("fail", "example.com"));
+
+    #[test]
+    fn the_rule_table() {
+        let list = "\"list.example\"";
+        let both = "\"list.example\", \"fwd.example\"";
+        let cases: Vec<(&str, AuthResult, Vec<ArcHop>, &str, Action)> = vec![
+            (
+                "trusted, pass",
+                Pass,
+                vec![hop(1, "list.example", PASS, "list.example")],
+                list,
+                Action::Accept,
+            ),
+            (
+                "chain fails",
+                Fail,
+                vec![hop(1, "list.example", PASS, "list.example")],
+                list,
+                Action::Reject,
+            ),
+            (
+                "untrusted sealer",
+                Pass,
+                vec![hop(1, "other.example", PASS, "o")],
+                list,
+                Action::Reject,
+            ),
+            (
+                "trusted sealer saw fail",
+                Pass,
+                vec![hop(1, "list.example", FAIL, "l")],
+                list,
+                Action::Reject,
+            ),
+            (
+                "pass for another domain",
+                Pass,
+                vec![hop(1, "list.example", Some(("pass", "evil.example")), "l")],
+                list,
+                Action::Reject,
+            ),
+            (
+                "no DMARC result at all",
+                Pass,
+                vec![hop(1, "list.example", None, "l")],
+                list,
+                Action::Reject,
+            ),
+            (
+                "only older trusted",
+                Pass,
+                vec![
+                    hop(1, "list.example", PASS, "l"),
+                    hop(2, "fwd.example", None, "f"),
+                ],
+                list,
+                Action::Reject,
+            ),
+            (
+                "both trusted, newer silent",
+                Pass,
+                vec![
+                    hop(1, "list.example", PASS, "l"),
+                    hop(2, "fwd.example", None, "f"),
+                ],
+                both,
+                Action::Accept,
+            ),
+            (
+                "both trusted, newer saw fail",
+                Pass,
+                vec![
+                    hop(1, "list.example", PASS, "l"),
+                    hop(2, "fwd.example", FAIL, "f"),
+                ],
+                both,
+                Action::Reject,
+            ),
+            (
+                "untrusted hop in between",
+                Pass,
+                vec![
+                    hop(1, "list.example", PASS, "l"),
+                    hop(2, "x.example", None, "x"),
+                    hop(3, "fwd.example", None, "f"),
+                ],
+                both,
+                Action::Reject,
+            ),
+            (
+                "claims our authserv-id",
+                Pass,
+                vec![hop(1, "list.example", PASS, "MX.us.example")],
+                list,
+                Action::Reject,
+            ),
+            (
+                "case of the sealer",
+                Pass,
+                vec![hop(1, "List.Example", PASS, "l")],
+                list,
+                Action::Accept,
+            ),
+        ];
+        for (what, result, hops, sealers, want) in cases {
+            let v = decide(
+                &with_chain(result, false, hops),
+                &untrusted(),
+                &trusting(sealers, "accept"),
+            );
+            assert_eq!(v.action, want, "{what}: {}", v.reason);
+            if want == Action::Accept {
+                assert_eq!(v.override_reason, Some("trusted_forwarder"), "{what}");
+                assert_eq!(v.dmarc_disposition, Some(DmarcPolicy::None), "{what}");
+            } else {
+                assert_ne!(v.override_reason, Some("trusted_forwarder"), "{what}");
+                assert!(
+                    matches!(v.arc, Some(ArcJudgement::Refused(_))),
+                    "{what}: {:?}",
+                    v.arc
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn milder_action_steps_down_once() {
+        let c = trusting("\"list.example\"", "milder");
+        let chain = with_chain(Pass, false, vec![hop(1, "list.example", PASS, "l")]);
+        let v = decide(&chain, &untrusted(), &c);
+        assert_eq!(v.action, Action::Quarantine);
+        assert_eq!(v.dmarc_disposition, Some(DmarcPolicy::Quarantine));
+        let mut q = chain.clone();
+        q.dmarc.published = Some(DmarcPolicy::Quarantine);
+        q.dmarc.effective = DmarcPolicy::Quarantine;
+        assert_eq!(decide(&q, &untrusted(), &c).action, Action::Accept);
+    }
+
+    #[test]
+    fn temporary_failure_of_a_trusted_sealer_tempfails() {
+        let c = trusting("\"list.example\"", "accept");
+        let hops = vec![hop(1, "list.example", PASS, "l")];
+        let v = decide(&with_chain(Fail, true, hops.clone()), &untrusted(), &c);
+        assert_eq!(v.action, Action::Tempfail, "{}", v.reason);
+        // Untrusted: the temporary failure changes nothing, DMARC rejects.
+        let v = decide(&with_chain(Fail, true, hops), &untrusted(), &cfg(""));
+        assert_eq!(v.action, Action::Reject);
+    }
+
+    #[test]
+    fn dmarc_pass_or_no_chain_is_not_judged() {
+        let c = trusting("\"list.example\"", "accept");
+        let mut e = with_chain(Pass, false, vec![hop(1, "list.example", PASS, "l")]);
+        e.dmarc.result = Pass;
+        assert!(decide(&e, &untrusted(), &c).arc.is_none());
+        let e = ev(Fail, DmarcPolicy::Reject, Fail);
+        let v = decide(&e, &untrusted(), &c);
+        assert!(v.arc.is_none());
+        assert_eq!(v.action, Action::Reject);
     }
 }

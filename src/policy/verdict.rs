@@ -122,6 +122,8 @@ pub struct Verdict {
     pub dmarc_disposition: Option<DmarcPolicy>,
     /// The DMARC report override reason, when the disposition differs.
     pub override_reason: Option<&'static str>,
+    /// How the ARC chain was judged, when DMARC failed and there was one.
+    pub arc: Option<super::ArcJudgement>,
 }
 
 impl Verdict {
@@ -134,6 +136,7 @@ impl Verdict {
             not_enforced: None,
             dmarc_disposition: None,
             override_reason: None,
+            arc: None,
         }
     }
 

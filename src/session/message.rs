@@ -42,6 +42,10 @@ pub struct Message {
     /// The From identity, settled at end of headers.
     pub from_identity: Option<FromIdentity>,
     pub dkim_values: Vec<Vec<u8>>,
+    /// ARC and DKIM2 fields (name, value), for their key lookups.
+    pub chain_fields: Vec<(String, Vec<u8>)>,
+    /// The message and its keys, kept for ARC sealing when it is configured.
+    pub seal_input: Option<(Vec<u8>, KeyCache)>,
     /// Header block and body, CRLF line ends, for DKIM; bounded by the limit.
     pub raw: Vec<u8>,
     pub truncated: bool,
@@ -77,6 +81,8 @@ impl Message {
             from_values: Vec::new(),
             from_identity: None,
             dkim_values: Vec::new(),
+            chain_fields: Vec::new(),
+            seal_input: None,
             raw: Vec::new(),
             truncated: false,
             budget: None,

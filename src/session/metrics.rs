@@ -1,7 +1,11 @@
 //! The per-message Prometheus metrics, recorded at the verdict (names and
 //! help texts: `crate::telemetry::metrics`).
 
-use crate::{checks::evidence::Evidence, policy::Verdict, telemetry::metrics as m};
+use crate::{
+    checks::evidence::{AuthResult, Evidence},
+    policy::Verdict,
+    telemetry::metrics as m,
+};
 use std::time::Instant;
 
 /// Results by method, the skipped enforcement, and the message's durations.
@@ -16,12 +20,25 @@ pub(super) fn message(ev: &Evidence, v: &Verdict, since: Instant, eom_started: I
         ("spf", ev.spf_mailfrom.as_ref().map(|s| s.result)),
         ("spf_helo", ev.spf_helo.as_ref().map(|s| s.result)),
         ("dkim", Some(ev.dkim_summary())),
+        ("arc", Some(ev.arc.result)),
+        (
+            "dkim2",
+            ev.dkim2
+                .iter()
+                .map(|d| d.result)
+                .min_by_key(|r| *r != AuthResult::Pass),
+        ),
         ("dmarc", Some(ev.dmarc.result)),
     ];
     for (method, result) in results {
         if let Some(r) = result {
             m::result(method, r.as_str());
         }
+    }
+    if matches!(v.arc, Some(crate::policy::ArcJudgement::Override { .. }))
+        && v.override_reason == Some("trusted_forwarder")
+    {
+        metrics::counter!(m::DMARC_OVERRIDES, "reason" => "trusted_forwarder").increment(1);
     }
     if let Some(why) = v.not_enforced.filter(|_| v.would.is_some()) {
         m::skipped(why.as_str(), 1);

@@ -12,10 +12,13 @@ pub use pending::Pending;
 use crate::{
     actions::{self, sanitize, Plan, WOULD_HEADER},
     checks::{
-        dkim,
+        arc, dkim, dkim2,
         dmarc::DmarcInput,
-        evidence::{AuthResult, DmarcEvidence, Evidence, IprevEvidence, SpfEvidence, SpfIdentity},
-        Checker,
+        evidence::{
+            ArcEvidence, AuthResult, DkimEvidence, DmarcEvidence, Evidence, IprevEvidence,
+            SpfEvidence, SpfIdentity,
+        },
+        Authentication, Checker, MessageInput,
     },
     dns::capture::Recorder,
     policy::{self, Action, ClientTrust, Reply, Verdict},
@@ -24,6 +27,10 @@ use crate::{
 use std::{net::IpAddr, sync::Arc};
 use tokio::time::timeout_at;
 use tracing::{info, warn};
+
+/// Most ARC and DKIM2 header fields kept per message (50 ARC sets of three
+/// and some DKIM2 fields): more cannot make a valid chain.
+const MAX_CHAIN_FIELDS: usize = 3 * 50 + 16;
 
 /// What an early stage answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,6 +332,11 @@ impl Session {
             msg.from_values.push(value.to_vec());
         } else if header_is(name, "DKIM-Signature") {
             msg.dkim_values.push(value.to_vec());
+        } else if (arc::is_arc_header(name) || dkim2::is_dkim2_header(name))
+            && msg.chain_fields.len() < MAX_CHAIN_FIELDS
+        {
+            msg.chain_fields
+                .push((name.to_string(), crlf(value).trim_ascii_start().to_vec()));
         }
         let mut line = Vec::with_capacity(name.len() + value.len() + 4);
         line.extend_from_slice(name.as_bytes());
@@ -380,12 +392,13 @@ impl Session {
         let identity = msg.from_identity();
         let checker = checker_for(&self.rt, msg.recorder.as_ref());
         let dkim_values = msg.dkim_values.clone();
+        let chain_fields = msg.chain_fields.clone();
         let lookups = msg.dmarc_lookups.clone();
         crate::explain!(parent: &msg.span, "end of headers: From {identity:?}, {} DKIM signature(s)", dkim_values.len());
         msg.keys = Some(msg.span.in_scope(|| {
             Pending::spawn(async move {
                 checker
-                    .prefetch(dkim_values, identity, lookups, spf_domain)
+                    .prefetch(dkim_values, chain_fields, identity, lookups, spf_domain)
                     .await
             })
         }));
@@ -476,30 +489,63 @@ impl Session {
         }
         // From here on the work starts at end of message.
         let deadline = tokio::time::Instant::now() + limit;
-        let dkim = match keys {
+        let unverified = |why: &str| Authentication {
+            dkim: dkim::unverified(&msg.dkim_values, AuthResult::TempError, why),
+            arc: if msg.chain_fields.iter().any(|(n, _)| arc::is_arc_header(n)) {
+                ArcEvidence::fail(why, true, Vec::new())
+            } else {
+                ArcEvidence::none()
+            },
+            dkim2: Vec::new(),
+        };
+        let auth = match keys {
             // The buffer was dropped at the size limit: report, do not verify.
-            _ if msg.truncated || msg.over_budget => dkim::over_limit(
-                &msg.dkim_values,
-                "message larger than limits.max_message_size, not verified",
-            ),
-            Some(keys) => {
-                match timeout_at(
-                    deadline,
-                    checker.dkim(
-                        std::mem::take(&mut msg.raw),
-                        &msg.dkim_values,
-                        &keys,
-                        author.as_deref(),
-                    ),
-                )
-                .await
-                {
-                    Ok(d) => d,
-                    Err(_) => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
+            _ if msg.truncated || msg.over_budget => {
+                let why = "message larger than limits.max_message_size, not verified";
+                Authentication {
+                    dkim: dkim::over_limit(&msg.dkim_values, why),
+                    ..unverified(why)
                 }
             }
-            None => dkim::unverified(&msg.dkim_values, AuthResult::TempError, &late),
+            Some(keys) => {
+                if self.rt.config.seal.is_some() {
+                    msg.seal_input = Some((msg.raw.clone(), keys.clone()));
+                }
+                let input = MessageInput {
+                    raw: std::mem::take(&mut msg.raw),
+                    dkim_values: msg.dkim_values.clone(),
+                    keys,
+                    author: author.clone(),
+                    mail_from: msg.mail_from.clone(),
+                    rcpts: msg.rcpts.clone(),
+                };
+                match timeout_at(deadline, checker.authenticate(input)).await {
+                    Ok(a) => a,
+                    Err(_) => unverified(&late),
+                }
+            }
+            None => unverified(&late),
         };
+        let Authentication { dkim, arc, dkim2 } = auth;
+        // DKIM2 passes count for DMARC only when the operator says so.
+        let mut dmarc_dkim = dkim.clone();
+        if self.rt.config.dkim2.use_for_dmarc {
+            dmarc_dkim.extend(
+                dkim2
+                    .iter()
+                    .filter(|d| d.result == AuthResult::Pass)
+                    .map(|d| DkimEvidence {
+                        result: AuthResult::Pass,
+                        domain: d.domain.clone(),
+                        selector: String::new(),
+                        identity: format!("@{}", d.domain),
+                        algorithm: "dkim2".into(),
+                        b_prefix: String::new(),
+                        reason: None,
+                        local_limit: false,
+                    }),
+            );
+        }
         let dmarc = if spf_mailfrom.is_none() && self.conn.ip.is_some() {
             DmarcEvidence::without_policy(
                 AuthResult::TempError,
@@ -510,7 +556,7 @@ impl Session {
             let input = DmarcInput {
                 from: &identity,
                 spf: spf_mailfrom.as_ref(),
-                dkim: &dkim,
+                dkim: &dmarc_dkim,
             };
             match timeout_at(deadline, checker.dmarc(&msg.dmarc_lookups, &input)).await {
                 Ok(d) => d,
@@ -526,6 +572,8 @@ impl Session {
             spf_helo,
             spf_mailfrom,
             dkim,
+            arc,
+            dkim2,
             dmarc,
         })
     }
@@ -576,15 +624,44 @@ impl Session {
         self.rt
             .stats
             .record(verdict.action, verdict.would.is_some());
-        let plan = actions::plan(
+        let mut plan = actions::plan(
             &cfg.milter.authserv_id,
             &cfg.policy.quarantine_header,
             &msg.forged,
             &ev,
             verdict,
         );
+        self.seal(&ev, &mut plan).await;
         self.write_capture(&ev, &plan.verdict);
         Some((ev, plan))
+    }
+
+    /// Adds our ARC set to a message that will be delivered, when sealing
+    /// is configured. A message that cannot be sealed is delivered as it is.
+    async fn seal(&mut self, ev: &Evidence, plan: &mut Plan) {
+        let rt = self.rt.clone();
+        let (Some(cfg), Some(msg)) = (rt.config.seal.as_ref(), self.msg.as_mut()) else {
+            return;
+        };
+        let Some((raw, keys)) = msg.seal_input.take() else {
+            return;
+        };
+        if matches!(plan.verdict.action, Action::Reject | Action::Tempfail) {
+            return;
+        }
+        let id = &rt.config.milter.authserv_id;
+        let header = actions::auth_results::build(id, ev, &plan.verdict);
+        let results = header.find(';').map_or("", |i| &header[i..]);
+        let checker = checker_for(&rt, msg.recorder.as_ref());
+        match arc::seal::seal(&checker.dns, cfg, &raw, &keys, id, results).await {
+            Ok(fields) => {
+                plan.inserts.splice(0..0, fields);
+            }
+            Err(e) => warn!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                "ARC seal not added: {e}"
+            ),
+        }
     }
 
     /// Writes the capture of this message, when it was chosen for one.
@@ -641,6 +718,46 @@ impl Session {
             .as_ref()
             .map(|(a, r)| format!("{a} ({r})"))
             .unwrap_or_default();
+        let dkim2: Vec<String> = ev
+            .dkim2
+            .iter()
+            .map(|d| format!("{}:{}", d.domain, d.result))
+            .collect();
+        let own = &self.rt.config.policy.arc.own_ids;
+        for hop in &ev.arc.hops {
+            if hop
+                .authserv_id
+                .as_deref()
+                .is_some_and(|id| own.iter().any(|o| o.eq_ignore_ascii_case(id)))
+            {
+                warn!(
+                    queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                    instance = hop.instance,
+                    sealer = hop.sealer.as_str(),
+                    "ARC set claims our authserv-id: forged, never trusted"
+                );
+            }
+        }
+        match &v.arc {
+            Some(policy::ArcJudgement::Override { sealer, instance }) => info!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                sealer = sealer.as_str(),
+                instance = *instance,
+                header_from = ev.dmarc.from_domain.as_deref().unwrap_or(""),
+                "DMARC failure overridden: trusted ARC sealer recorded dmarc=pass (trusted_forwarder)"
+            ),
+            Some(policy::ArcJudgement::Refused(why)) => info!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                why = why.as_str(),
+                "ARC chain does not override the DMARC failure"
+            ),
+            Some(policy::ArcJudgement::Temporary { sealer }) => warn!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                sealer = sealer.as_str(),
+                "keys of a trusted ARC sealer could not be fetched"
+            ),
+            None => {}
+        }
         if !msg.forged.is_empty() {
             warn!(
                 queue_id = msg.queue_id.as_deref().unwrap_or("-"),
@@ -661,6 +778,9 @@ impl Session {
             spf = %ev.spf_mailfrom.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
             spf_helo = %ev.spf_helo.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
             dkim = dkim.join(",").as_str(),
+            arc = %ev.arc.result,
+            arc_sealers = ev.arc.sealers().join(",").as_str(),
+            dkim2 = dkim2.join(",").as_str(),
             dmarc = %ev.dmarc.result,
             dmarc_policy = %ev.dmarc.published.map(|p| p.as_str()).unwrap_or("absent"),
             verdict = %v.action,

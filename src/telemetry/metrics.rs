@@ -36,7 +36,7 @@ use tokio::{
 /// Messages by verdict (`verdict`: accept, tag, quarantine, tempfail, reject),
 /// counted when the verdict is given (end of message, or MAIL FROM).
 pub const MESSAGES: &str = "authmilter_messages_total";
-/// Results by `method` (spf, spf_helo, dkim, dmarc, iprev) and `result`.
+/// Results by `method` (spf, spf_helo, dkim, arc, dkim2, dmarc, iprev) and `result`.
 pub const RESULTS: &str = "authmilter_results_total";
 /// Verdicts reported but not enforced, by `reason` (trusted_network,
 /// authenticated, monitor_mode, monitor_rule).
@@ -73,6 +73,9 @@ pub const OVER_BUDGET: &str = "authmilter_messages_over_budget_total";
 pub const PANICS: &str = "authmilter_panics_total";
 /// SIGHUP reloads by `outcome` (ok, refused).
 pub const CONFIG_RELOADS: &str = "authmilter_config_reloads_total";
+/// DMARC failures whose disposition local policy changed, by `reason`
+/// (trusted_forwarder: a trusted ARC sealer recorded dmarc=pass).
+pub const DMARC_OVERRIDES: &str = "authmilter_dmarc_overrides_total";
 /// Always 1, with the `version` label.
 pub const BUILD_INFO: &str = "authmilter_build_info";
 
@@ -92,7 +95,7 @@ pub const SKIP_REASONS: [&str; 4] = [
     "monitor_rule",
 ];
 /// The `method` values of [`RESULTS`].
-pub const METHODS: [&str; 5] = ["spf", "spf_helo", "dkim", "dmarc", "iprev"];
+pub const METHODS: [&str; 7] = ["spf", "spf_helo", "dkim", "arc", "dkim2", "dmarc", "iprev"];
 /// The `result` values of [`RESULTS`].
 pub const RESULT_WORDS: [&str; 8] = [
     "pass",
@@ -148,6 +151,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
         metrics::counter!(CONFIG_RELOADS, "outcome" => o).absolute(0);
     }
     metrics::counter!(OVER_BUDGET).absolute(0);
+    metrics::counter!(DMARC_OVERRIDES, "reason" => "trusted_forwarder").absolute(0);
     connection(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let h = handle.clone();
@@ -199,7 +203,7 @@ fn pos2(a: &[&str], va: &str, b: &[&str], vb: &str) -> Option<usize> {
 }
 
 static MESSAGE_CELLS: Cells<Counter, 5> = Cells::new();
-static RESULT_CELLS: Cells<Counter, 40> = Cells::new();
+static RESULT_CELLS: Cells<Counter, 56> = Cells::new();
 static SKIPPED_CELLS: Cells<Counter, 4> = Cells::new();
 static CACHE_HIT_CELLS: Cells<Counter, 7> = Cells::new();
 static CACHE_MISS_CELLS: Cells<Counter, 7> = Cells::new();
@@ -407,6 +411,10 @@ fn describe() {
         PANICS,
         Unit::Count,
         "Internal errors (panics) caught and isolated to one message (answered with tempfail), by milter stage."
+    );
+    describe_counter!(
+        DMARC_OVERRIDES,
+        "DMARC failures whose disposition local policy changed, by reason (trusted_forwarder: a trusted ARC sealer recorded dmarc=pass)"
     );
     describe_counter!(
         CONFIG_RELOADS,

@@ -307,3 +307,27 @@ pub fn skip_without_shared(suite: &str) {
         panic!("{msg}, and AUTHMILTER_REQUIRE_SHARED is set");
     }
 }
+
+/// A text file of `tests/fixtures`, trimmed.
+pub fn fixture_text(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(p).unwrap().trim().to_string()
+}
+
+/// A DER private key of `tests/fixtures` as a PKCS#8 PEM file's text.
+pub fn fixture_pem(name: &str) -> String {
+    use base64::Engine;
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap());
+    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END PRIVATE KEY-----\n");
+    out
+}

@@ -28,6 +28,15 @@ impl<'x> AuthenticationResults<'x> {
         }
     }
 
+    /// authmilter patch: results already written by the caller, starting
+    /// with `;` (`"; spf=pass smtp.mailfrom=a@b.example"`), so that an
+    /// ARC-Authentication-Results copies the receiver's own
+    /// Authentication-Results (RFC 8617 §4.1.1).
+    pub fn with_raw_results(mut self, results: &str) -> Self {
+        self.auth_results.push_str(results);
+        self
+    }
+
     pub fn with_dkim_results(mut self, dkim: &[DkimOutput], header_from: &str) -> Self {
         for dkim in dkim {
             self.set_dkim_result(dkim, header_from);
