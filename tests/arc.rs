@@ -77,7 +77,29 @@ fn zones() -> Vec<(String, String)> {
             "fwd.test",
             &format!("@ IN TXT \"v=spf1 ip4:{FWD_IP} -all\"\n{sealer}"),
         ),
+        // The sealer's key restricted to sha1 (RFC 6376 §3.6.1 h=), and a
+        // revoked key (empty p=).
+        zone(
+            "restricted.test",
+            &txt_line(
+                "arc._domainkey",
+                &Key::rsa2048().record().replacen("k=rsa;", "k=rsa; h=sha1;", 1),
+            ),
+        ),
+        zone("revoked.test", "arc._domainkey IN TXT \"v=DKIM1; k=rsa; p=\"\n"),
+        // flaky.example is in no zone here: its names are SERVFAIL (temporary).
     ]
+}
+
+/// A TXT line for `owner` whose text is split into strings of at most 250
+/// octets (RFC 1035 §3.3.14).
+fn txt_line(owner: &str, text: &str) -> String {
+    let parts: Vec<String> = text
+        .as_bytes()
+        .chunks(250)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!("{owner} IN TXT {}\n", parts.join(" "))
 }
 
 fn dns_for(zones: &[(String, String)]) -> Dns {
@@ -134,6 +156,13 @@ impl Sealer {
     /// `raw` with one ARC set prepended, as `authserv_id` would add it.
     async fn seal(&self, dns: &Dns, raw: &[u8], authserv_id: &str, aar: &str) -> Vec<u8> {
         self.forward(dns, raw, raw, authserv_id, aar).await
+    }
+
+    /// `raw` sealed as the first hop without looking up any key (for sealers
+    /// whose keys do not validate here).
+    async fn seal_unchecked(&self, raw: &[u8], authserv_id: &str, aar: &str) -> Vec<u8> {
+        let dns = dns_for(&[]);
+        self.forward(&dns, raw, raw, authserv_id, aar).await
     }
 
     /// `modified` (what this hop made of `received`) with one ARC set
@@ -393,6 +422,49 @@ async fn build(dir: &Path) -> Corpus {
         TRUST_LIST,
         json!({"arc": "pass", "dmarc": "fail", "dmarc_policy": "quarantine", "verdict": "accept"}),
     );
+    for (domain, about) in [
+        ("restricted.test", "the sealer's key record says h=sha1: it may not verify rsa-sha256 (RFC 6376 §3.6.1): arc=fail"),
+        ("revoked.test", "the sealer's key is revoked (empty p=): arc=fail"),
+    ] {
+        let sealer = Sealer::new(keys.path(), domain, "arc");
+        c.case(
+            &format!("arc-key-{}", domain.trim_end_matches(".test")),
+            about,
+            LIST_IP,
+            lst,
+            sealer
+                .seal_unchecked(&list_post("author.test"), domain, &results("author.test", "pass"))
+                .await,
+            &format!("\n[arc]\ntrusted_sealers = [\"{domain}\"]\n"),
+            json!({"arc": "fail", "dmarc": "fail", "verdict": "reject"}),
+        );
+    }
+    let flaky = Sealer::new(keys.path(), "flaky.example", "arc");
+    let flaky_post = flaky
+        .seal_unchecked(
+            &list_post("author.test"),
+            "flaky.example",
+            &results("author.test", "pass"),
+        )
+        .await;
+    c.case(
+        "arc-trusted-sealer-key-servfail",
+        "the trusted sealer's key lookup fails temporarily (SERVFAIL): not a reject on a DNS failure: tempfail, as for a DMARC temperror",
+        LIST_IP,
+        lst,
+        flaky_post.clone(),
+        "\n[arc]\ntrusted_sealers = [\"flaky.example\"]\n",
+        json!({"arc": "fail", "dmarc": "fail", "verdict": "tempfail"}),
+    );
+    c.case(
+        "arc-untrusted-sealer-key-servfail",
+        "the same with the sealer not trusted: the chain could not matter, DMARC fail rejects",
+        LIST_IP,
+        lst,
+        flaky_post,
+        TRUST_LIST,
+        json!({"arc": "fail", "dmarc": "fail", "verdict": "reject"}),
+    );
     let lone_seal = {
         let text = String::from_utf8(sealed.clone()).unwrap();
         let seal_end = text.find("\r\nARC-Message-Signature:").unwrap();
@@ -497,4 +569,240 @@ async fn arc_cases_through_the_milter() {
         Ok(n) => eprintln!("{n} ARC cases passed"),
         Err(f) => panic!("{} ARC cases failed:\n{}", f.len(), f.join("\n")),
     }
+}
+
+/// The delivered message: the milter's inserted fields (at their indexes)
+/// on top of `raw`.
+fn delivered(out: &common::Outcome, raw: &[u8]) -> Vec<u8> {
+    use indymilter_test::EomAction;
+    let mut inserted: Vec<(i32, String, String)> = out
+        .actions
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            EomAction::InsertHeader { index, name, value } => Some((
+                *index,
+                name.to_str().unwrap().to_string(),
+                value.to_str().unwrap().to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    inserted.sort_by_key(|(i, _, _)| *i);
+    let mut msg = Vec::new();
+    for (_, name, value) in inserted {
+        msg.extend_from_slice(format!("{name}:{}\r\n", value.replace('\n', "\r\n")).as_bytes());
+    }
+    msg.extend_from_slice(raw);
+    msg
+}
+
+async fn milter_with(
+    zones: &[(String, String)],
+    extra: &str,
+) -> (common::dns_server::TestDns, common::TestMilter) {
+    let mut z = common::dns_server::Zones::with_origins();
+    for (_, text) in zones {
+        z.add_zone_text(text, None);
+    }
+    let dns = common::dns_server::TestDns::start(z).await;
+    let text = common::config_text(dns.addr, "") + extra;
+    let milter = common::TestMilter::start(Config::parse(&text, "test").unwrap()).await;
+    (dns, milter)
+}
+
+/// `[arc] seal = true` through the milter: what we deliver carries our ARC
+/// set on top, `cv=` from our validation, and validates (the independent
+/// check, dkimpy's arcverify, is `integration/run` scenario 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_through_the_milter() {
+    let mut zs = zones();
+    zs.push(zone("recipient.test", &Key::rsa2048().zone_line("arc")));
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("arc.pem");
+    std::fs::write(&key_file, common::fixture_pem("rsa2048.pk8")).unwrap();
+    let seal_cfg = format!(
+        "{TRUST_LIST}seal = true\nseal_domain = \"recipient.test\"\nseal_selector = \"arc\"\nseal_key_file = \"{}\"\n",
+        key_file.display()
+    );
+    let (_dns, milter) = milter_with(&zs, &seal_cfg).await;
+    let dns = dns_for(&zs);
+    let list = Sealer::new(keys.path(), "list.test", "arc");
+
+    // A list post, sealed i=1 by the trusted list: accepted and sealed i=2.
+    let post_raw = list
+        .seal(
+            &dns,
+            &list_rewrite(&post("author.test", "Minutes.\r\n")),
+            "list.test",
+            &results("author.test", "pass"),
+        )
+        .await;
+    let env = common::Envelope::new(LIST_IP, "list.test", "bounces@list.test");
+    let out = common::send(milter.addr, &env, &post_raw).await;
+    assert_eq!(out.verdict(), "accept");
+    let msg = delivered(&out, &post_raw);
+    let text = String::from_utf8_lossy(&msg).to_string();
+    assert!(
+        text.starts_with("ARC-Seal: i=2; a=rsa-sha256; s=arc; d=recipient.test; cv=pass;"),
+        "{text}"
+    );
+    assert!(text.contains("ARC-Authentication-Results: i=2; mx.recipient.test;"));
+    assert!(
+        text.contains("override=trusted_forwarder"),
+        "our results are copied"
+    );
+    let ev = authmilter::checks::arc::verify_raw(&dns, &msg).await;
+    assert_eq!(ev.result.as_str(), "pass", "{:?}", ev.reason);
+    assert_eq!(ev.sealers(), ["recipient.test", "list.test"]);
+
+    // Direct mail: sealed i=1, cv=none.
+    let direct = post("author.test", "Hello.\r\n");
+    let env = common::Envelope::new(AUTHOR_IP, "author.test", "alice@author.test");
+    let out = common::send(milter.addr, &env, &direct).await;
+    assert_eq!(out.verdict(), "accept");
+    let msg = delivered(&out, &direct);
+    assert!(String::from_utf8_lossy(&msg)
+        .starts_with("ARC-Seal: i=1; a=rsa-sha256; s=arc; d=recipient.test; cv=none;"));
+    assert_eq!(
+        authmilter::checks::arc::verify_raw(&dns, &msg)
+            .await
+            .result
+            .as_str(),
+        "pass"
+    );
+
+    // A body changed after our seal: it no longer validates.
+    let mut changed = msg.clone();
+    changed.extend_from_slice(b"appended\r\n");
+    assert_eq!(
+        authmilter::checks::arc::verify_raw(&dns, &changed)
+            .await
+            .result
+            .as_str(),
+        "fail"
+    );
+
+    // A rejected message is not sealed (nothing is delivered).
+    let spoof = post("author.test", "Hello.\r\n");
+    let spoof = edit(&spoof, "Hello.", "Send money.");
+    let env = common::Envelope::new(LIST_IP, "list.test", "bounces@list.test");
+    let out = common::send(milter.addr, &env, &spoof).await;
+    assert_eq!(out.verdict(), "reject");
+    milter.stop().await;
+}
+
+/// A key file that is not a key is a configuration error naming the file.
+#[test]
+fn seal_key_errors_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let text = format!(
+        "[arc]\nseal = true\nseal_domain = \"example.com\"\nseal_selector = \"s\"\nseal_key_file = \"{}\"\n",
+        bad.display()
+    );
+    let e = Config::parse(&text, "authmilter.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("authmilter.toml:5") && e.contains("arc.seal_key_file") && e.contains("bad.pem"),
+        "{e}"
+    );
+    let e = Config::parse("[arc]\nseal = true\n", "authmilter.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("arc.seal_domain"), "{e}");
+    let e = Config::parse("[arc]\nseal_headers = [\"To\"]\n", "f")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("From"), "{e}");
+    let e = Config::parse(
+        "[arc]\nseal_headers = [\"From\", \"Authentication-Results\"]\n",
+        "f",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("Authentication-Results"), "{e}");
+    let e = Config::parse("[arc]\ntrusted_sealers = [\"not a domain\"]\n", "f")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("arc.trusted_sealers"), "{e}");
+}
+
+/// DKIM2 (mail-auth 0.13.3: draft-ietf-dkim-dkim2-spec-03) through the
+/// milter: a signature over the envelope and message reads `dkim2=pass`
+/// with its domain and instance; a changed body, or an envelope the
+/// signature does not name, does not pass; DMARC does not count DKIM2
+/// unless `[dkim2] use_for_dmarc = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkim2_results_through_the_milter() {
+    use base64::Engine;
+    use mail_auth::{
+        common::crypto::Ed25519Key,
+        dkim2::{Dkim2Signer, Hop},
+    };
+    let pk8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pk8).unwrap();
+    let p = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    // The author publishes DMARC p=reject and a DKIM2 key, and no DKIM.
+    let mut zs = zones();
+    zs.push(zone(
+        "d2.test",
+        &format!("_dmarc IN TXT \"v=DMARC1; p=reject\"\nd2._domainkey IN TXT \"v=DKIM1; k=ed25519; p={p}\"\n"),
+    ));
+    let raw = b"From: Dee <dee@d2.test>\r\nTo: bob@recipient.test\r\nSubject: DKIM2\r\nDate: Tue, 01 Dec 2026 08:00:00 +0000\r\nMessage-ID: <d2@d2.test>\r\n\r\nHello.\r\n".to_vec();
+    let signed = Dkim2Signer::from_key(key)
+        .domain("d2.test")
+        .selector("d2")
+        .sign(
+            raw.as_slice(),
+            Hop::real("dee@d2.test", ["bob@recipient.test"]),
+        )
+        .unwrap();
+    let mut msg = Vec::new();
+    signed.write(&mut msg);
+    msg.extend_from_slice(&raw);
+    let env = common::Envelope::new(LIST_IP, "list.test", "dee@d2.test");
+    for (config, verdict) in [
+        ("", "reject"),
+        ("\n[dkim2]\nuse_for_dmarc = true\n", "accept"),
+    ] {
+        let (_dns, milter) = milter_with(&zs, config).await;
+        let out = common::send(milter.addr, &env, &msg).await;
+        assert_eq!(
+            out.verdict(),
+            verdict,
+            "config {config:?}: {:?}",
+            out.reply()
+        );
+        if let Some(ar) = out.auth_results() {
+            assert!(
+                ar.contains("dkim2=pass header.d=d2.test header.i=1"),
+                "{ar}"
+            );
+        }
+        let mut changed = msg.clone();
+        changed.extend_from_slice(b"more\r\n");
+        let out = common::send(milter.addr, &env, &changed).await;
+        assert_eq!(out.verdict(), "reject", "a changed body never passes");
+        milter.stop().await;
+    }
+    // Through `check` (the A-R of a rejected message): pass, then not pass.
+    let (_dns, milter) = milter_with(&zs, "\n[dkim2]\nuse_for_dmarc = true\n").await;
+    let other_rcpt = common::Envelope {
+        rcpt: vec!["carol@recipient.test".into()],
+        ..common::Envelope::new(LIST_IP, "list.test", "dee@d2.test")
+    };
+    let out = common::send(milter.addr, &other_rcpt, &msg).await;
+    assert_eq!(
+        out.verdict(),
+        "reject",
+        "a recipient the signature does not name"
+    );
+    milter.stop().await;
 }

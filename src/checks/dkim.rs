@@ -306,6 +306,15 @@ impl KeyCache {
         self.keys.extend(other.keys);
     }
 
+    /// Why the key `selector._domainkey.domain` may not be used with
+    /// `hash` (its `h=` or `s=` tags, RFC 6376 §3.6.1), if it may not.
+    pub fn restriction(&self, selector: &str, domain: &str, hash: &str) -> Option<String> {
+        let k = self.keys.get(key_name(selector, domain).as_str())?;
+        matches!(k.txt, Txt::DomainKey(_))
+            .then(|| key_restrictions(&k.tags, hash))
+            .flatten()
+    }
+
     /// The RSA modulus size of the key `selector._domainkey.domain`, when it
     /// was fetched and is an RSA key.
     pub fn rsa_bits(&self, selector: &str, domain: &str) -> Option<usize> {

@@ -233,7 +233,7 @@ async fn authenticate(dns: &Dns, input: &MessageInput, max: usize) -> Authentica
             dkim2: Vec::new(),
         };
     };
-    let arc = arc::verify(dns, &msg, &input.keys).await;
+    let arc = arc::verify(dns, &input.raw, &msg, &input.keys).await;
     let dkim2 = dkim2::verify(dns, &msg, &input.keys, &input.mail_from, &input.rcpts).await;
     let dkim = dkim::verify_parsed(
         dns,

@@ -118,6 +118,46 @@ fn explain_results(ev: &Evidence, v: &Verdict) {
             why(&d.reason)
         );
     }
+    for d in &ev.dkim2 {
+        crate::explain!(
+            "result dkim2={} d={} i={}{}",
+            d.result,
+            d.domain,
+            d.instance,
+            why(&d.reason)
+        );
+    }
+    let a = &ev.arc;
+    crate::explain!("result arc={}{}", a.result, why(&a.reason));
+    for h in a.hops.iter().rev() {
+        let recorded: Vec<String> = h
+            .results
+            .iter()
+            .map(|r| match &r.header_from {
+                Some(f) => format!("{}={} header.from={f}", r.method, r.result),
+                None => format!("{}={}", r.method, r.result),
+            })
+            .collect();
+        crate::explain!(
+            "ARC set i={} sealer={} authserv-id={} recorded: {}",
+            h.instance,
+            h.sealer,
+            h.authserv_id.as_deref().unwrap_or("-"),
+            recorded.join("; ")
+        );
+    }
+    match &v.arc {
+        Some(policy::ArcJudgement::Override { sealer, instance }) => crate::explain!(
+            "ARC trust: sealer {sealer} (i={instance}) is trusted and recorded dmarc=pass: the DMARC failure is overridden (trusted_forwarder)"
+        ),
+        Some(policy::ArcJudgement::Refused(why)) => {
+            crate::explain!("ARC trust: no override: {why}")
+        }
+        Some(policy::ArcJudgement::Temporary { sealer }) => crate::explain!(
+            "ARC trust: keys of trusted sealer {sealer} not fetched: tempfail like a DMARC temperror"
+        ),
+        None => {}
+    }
     let m = &ev.dmarc;
     crate::explain!(
         "result dmarc={} header.from={} policy={} effective={}{}",

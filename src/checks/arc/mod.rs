@@ -11,7 +11,8 @@
 //!   `none` (§5.2 step 3.1; mail-auth counts only the message signatures).
 //! - Keys are fetched ahead of time with the DKIM keys (at most
 //!   [`MAX_ARC_KEYS`] names); RFC 8301 applies to ARC keys as to DKIM keys:
-//!   `rsa-sha1` and RSA keys under 1024 bits fail.
+//!   `rsa-sha1` and RSA keys under 1024 bits fail, and so does a key whose
+//!   `h=` or `s=` excludes the use (RFC 6376 §3.6.1).
 //!
 //! The sets are also read here, independently of the validation, so that the
 //! sealers and what their ARC-Authentication-Results record can be logged
@@ -324,8 +325,9 @@ fn structure_problem(fields: &[(String, Vec<u8>)]) -> Option<String> {
     None
 }
 
-/// RFC 8301 applied to the keys and algorithms of the chain: `None` when
-/// they are acceptable, else why not.
+/// RFC 8301 and the key restrictions of RFC 6376 §3.6.1 (`h=`, `s=`)
+/// applied to the keys and algorithms of the chain: `None` when they are
+/// acceptable, else why not.
 fn weak_crypto(fields: &[(String, Vec<u8>)], keys: &KeyCache) -> Option<String> {
     for (name, value) in fields {
         if name.eq_ignore_ascii_case(RESULTS) {
@@ -338,6 +340,9 @@ fn weak_crypto(fields: &[(String, Vec<u8>)], keys: &KeyCache) -> Option<String> 
             if let Some(bits) = keys.rsa_bits(&s, &d).filter(|b| *b < dkim::MIN_RSA_BITS) {
                 return Some(format!("{bits}-bit RSA key for {d} (RFC 8301)"));
             }
+            if let Some(why) = keys.restriction(&s, &d, "sha256") {
+                return Some(format!("{name} key of {d}: {why}"));
+            }
         }
     }
     None
@@ -345,8 +350,18 @@ fn weak_crypto(fields: &[(String, Vec<u8>)], keys: &KeyCache) -> Option<String> 
 
 /// Validates the ARC chain of a parsed message with the keys fetched ahead
 /// of time (see [`key_names`]).
-pub async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>, keys: &KeyCache) -> ArcEvidence {
+pub async fn verify(
+    dns: &Dns,
+    raw: &[u8],
+    msg: &AuthenticatedMessage<'_>,
+    keys: &KeyCache,
+) -> ArcEvidence {
     let fields = arc_fields(msg);
+    // An ARC field the library's header parser did not see (a malformed
+    // line before it) makes the chain unreadable, never absent.
+    if arc_lines(raw) > fields.len() {
+        return ArcEvidence::fail("ARC field not readable", false, read_hops(&fields));
+    }
     if fields.is_empty() {
         return ArcEvidence::none();
     }
@@ -401,22 +416,35 @@ pub async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>, keys: &KeyCache) 
     }
 }
 
+/// How many lines of the header block of `raw` (up to the first empty
+/// line) start an ARC field, read without the library's parser.
+fn arc_lines(raw: &[u8]) -> usize {
+    raw.split(|b| *b == b'\n')
+        .take_while(|l| !l.is_empty() && *l != b"\r")
+        .filter(|line| {
+            let name = line.split(|b| *b == b':').next().unwrap_or_default();
+            line.contains(&b':')
+                && !line.starts_with(b" ")
+                && !line.starts_with(b"\t")
+                && std::str::from_utf8(name).is_ok_and(|n| is_arc_header(n.trim()))
+        })
+        .count()
+}
+
 /// The result for a message the library cannot parse: `fail` when a line
 /// of its header block starts an ARC field, else `none`.
 pub fn unparsable(raw: &[u8]) -> ArcEvidence {
-    let head = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(raw, |end| &raw[..end]);
-    let has_arc = head.split(|b| *b == b'\n').any(|line| {
-        let name = line.split(|b| *b == b':').next().unwrap_or_default();
-        std::str::from_utf8(name).is_ok_and(|n| is_arc_header(n.trim()))
-    });
-    if has_arc {
+    if arc_lines(raw) > 0 {
         ArcEvidence::fail("message could not be parsed", false, Vec::new())
     } else {
         ArcEvidence::none()
     }
+}
+
+/// The ARC fields of `raw` as the library parses it, or `None` when it
+/// cannot parse the message.
+pub fn parsed_fields(raw: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    AuthenticatedMessage::parse(raw).map(|m| arc_fields(&m))
 }
 
 /// Parses `raw`, fetches the chain's keys and validates it: [`verify`] for
@@ -427,7 +455,7 @@ pub async fn verify_raw(dns: &Dns, raw: &[u8]) -> ArcEvidence {
     };
     let fields = arc_fields(&msg);
     let keys = dkim::fetch_named(dns, &key_names(&fields).unwrap_or_default()).await;
-    verify(dns, &msg, &keys).await
+    verify(dns, raw, &msg, &keys).await
 }
 
 #[cfg(test)]
