@@ -683,6 +683,23 @@ async fn sealing_through_the_milter() {
         "fail"
     );
 
+    // A chain that fails here (a lone ARC-Seal on direct mail, which DMARC
+    // passes) is delivered unsealed: we do not vouch for it.
+    let broken = [
+        b"ARC-Seal: i=1; a=rsa-sha256; d=list.test; s=arc; cv=none; b=AAAA\r\n".as_slice(),
+        &post("author.test", "Hello.\r\n"),
+    ]
+    .concat();
+    let env = common::Envelope::new(AUTHOR_IP, "author.test", "alice@author.test");
+    let out = common::send(milter.addr, &env, &broken).await;
+    assert_eq!(out.verdict(), "accept");
+    assert!(out.auth_results().unwrap().contains("arc=fail"));
+    let msg = delivered(&out, &broken);
+    assert!(
+        !String::from_utf8_lossy(&msg).contains("d=recipient.test"),
+        "a failed chain was sealed"
+    );
+
     // A rejected message is not sealed (nothing is delivered).
     let spoof = post("author.test", "Hello.\r\n");
     let spoof = edit(&spoof, "Hello.", "Send money.");

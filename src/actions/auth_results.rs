@@ -30,7 +30,7 @@ fn spf_part(s: &SpfEvidence) -> String {
     format!("spf={}{} {prop}", s.result, reason(&s.reason, s.result))
 }
 
-/// `arc=` (RFC 8617 §10.1): the result, the sealers in a comment (newest
+/// `arc=` (RFC 8617 §6, §10): the result, the sealers in a comment (newest
 /// first), the client address and, where known, the oldest passing set.
 fn arc_part(ev: &Evidence) -> String {
     let a = &ev.arc;

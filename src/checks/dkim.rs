@@ -315,6 +315,14 @@ impl KeyCache {
             .flatten()
     }
 
+    /// Whether fetching the key `selector._domainkey.domain` failed in a way
+    /// that may go away (SERVFAIL, timeout).
+    pub fn is_temporary_failure(&self, selector: &str, domain: &str) -> bool {
+        self.keys
+            .get(key_name(selector, domain).as_str())
+            .is_some_and(|k| matches!(k.txt, Txt::Error(MaError::Dns(DnsError::Resolver(_)))))
+    }
+
     /// The RSA modulus size of the key `selector._domainkey.domain`, when it
     /// was fetched and is an RSA key.
     pub fn rsa_bits(&self, selector: &str, domain: &str) -> Option<usize> {

@@ -28,9 +28,11 @@ use std::{net::IpAddr, sync::Arc};
 use tokio::time::timeout_at;
 use tracing::{info, warn};
 
-/// Most ARC and DKIM2 header fields kept per message (50 ARC sets of three
-/// and some DKIM2 fields): more cannot make a valid chain.
-const MAX_CHAIN_FIELDS: usize = 3 * 50 + 16;
+/// Most ARC header fields kept per message (for key lookups): 50 ARC sets
+/// of three; more cannot make a valid chain.
+const MAX_ARC_FIELDS: usize = 3 * 50 + 1;
+/// Most DKIM2 header fields kept per message (for key lookups).
+const MAX_DKIM2_FIELDS: usize = 32;
 
 /// What an early stage answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,7 +375,16 @@ impl Session {
         } else if header_is(name, "DKIM-Signature") {
             msg.dkim_values.push(value.to_vec());
         } else if (arc::is_arc_header(name) || dkim2::is_dkim2_header(name))
-            && msg.chain_fields.len() < MAX_CHAIN_FIELDS
+            && msg
+                .chain_fields
+                .iter()
+                .filter(|(n, _)| arc::is_arc_header(n) == arc::is_arc_header(name))
+                .count()
+                < if arc::is_arc_header(name) {
+                    MAX_ARC_FIELDS
+                } else {
+                    MAX_DKIM2_FIELDS
+                }
         {
             msg.chain_fields
                 .push((name.to_string(), crlf(value).trim_ascii_start().to_vec()));
@@ -687,6 +698,17 @@ impl Session {
             return;
         };
         if matches!(plan.verdict.action, Action::Reject | Action::Tempfail) {
+            return;
+        }
+        // A chain that fails here is not sealed: RFC 8617 §5.1.2 would add a
+        // cv=fail set signing only itself, which mail-auth 0.13.3 cannot
+        // make; an unsealed message asserts nothing about it. Nor is a 51st
+        // set added (§4.2.1).
+        if ev.arc.result == AuthResult::Fail || ev.arc.hops.len() >= arc::MAX_SETS as usize {
+            tracing::debug!(
+                queue_id = msg.queue_id.as_deref().unwrap_or("-"),
+                "ARC seal not added: the chain does not validate here"
+            );
             return;
         }
         let id = &rt.config.milter.authserv_id;

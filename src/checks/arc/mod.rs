@@ -1,11 +1,13 @@
 //! ARC chain validation (RFC 8617 §5.2) through mail-auth, with guards where
 //! the library deviates from the RFC:
 //!
-//! - Only `pass`, `fail` and `none` are results (RFC 8617 §2.3 and the
-//!   IANA registry): a body hash mismatch of the newest ARC-Message-Signature,
-//!   an expired signature, a malformed field or a key that cannot be fetched
-//!   are all `fail` (mail-auth calls some of them `neutral`, `permerror` or
-//!   `temperror`). A DNS failure that may go away is marked `temporary`.
+//! - Only `pass`, `fail` and `none` are results (RFC 8617 §4.4, §10.1): a
+//!   body hash mismatch of the newest ARC-Message-Signature, an expired
+//!   signature, a malformed field or a key that cannot be fetched are all
+//!   `fail` (mail-auth calls some of them `neutral`, `permerror` or
+//!   `temperror`); §5.2.1 makes DNS failures permanent. The evidence still
+//!   marks a chain `temporary` when the newest seal's own key could not be
+//!   fetched (SERVFAIL, timeout), for local policy (`policy::arc`).
 //! - Any ARC header field makes a chain: a lone ARC-Seal or
 //!   ARC-Authentication-Results without the rest of its set is `fail`, not
 //!   `none` (§5.2 step 3.1; mail-auth counts only the message signatures).
@@ -230,6 +232,15 @@ pub fn arc_fields(msg: &AuthenticatedMessage<'_>) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The (selector, domain) of the ARC-Seal with the highest instance.
+fn newest_seal_key(fields: &[(String, Vec<u8>)]) -> Option<(String, String)> {
+    let (_, v) = fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(SEAL))
+        .max_by_key(|(_, v)| instance(v).unwrap_or(0))?;
+    Some((tag_value(v, "s")?, tag_value(v, "d")?))
+}
+
 /// Why the library's verdict is not a pass, in words.
 fn failure(r: &DkimResult) -> (String, bool) {
     let e = match r {
@@ -294,9 +305,15 @@ fn strict_tags(value: &[u8]) -> Result<Vec<String>, String> {
 /// What RFC 8617 §4.1 requires of the fields' syntax that the library does
 /// not check: the tag-list syntax, the required tags (ARC-Seal §4.1.3:
 /// `i a b cv d s`; ARC-Message-Signature §4.1.2, DKIM's less `v=`:
-/// `i a b bh d h s`), and no ARC-Seal among the fields a message signature
-/// signs (§4.1.2), which the seal covers.
+/// `i a b bh d h s`), and, for the newest message signature (the one that
+/// must validate, §5.2 step 4), no ARC-Seal among the fields it signs
+/// (§4.1.2) and From among them (RFC 6376 §6.1.1).
 fn structure_problem(fields: &[(String, Vec<u8>)]) -> Option<String> {
+    let newest = fields
+        .iter()
+        .filter_map(|(n, v)| n.eq_ignore_ascii_case(SIGNATURE).then(|| instance(v)))
+        .flatten()
+        .max();
     for (name, value) in fields {
         let required: &[&str] = if name.eq_ignore_ascii_case(SEAL) {
             &["i", "a", "b", "cv", "d", "s"]
@@ -312,7 +329,9 @@ fn structure_problem(fields: &[(String, Vec<u8>)]) -> Option<String> {
         if let Some(missing) = required.iter().find(|r| !tags.iter().any(|t| t == *r)) {
             return Some(format!("{name} without {missing}="));
         }
-        if name.eq_ignore_ascii_case(SIGNATURE) {
+        // §5.2 step 5: an older message signature that does not validate
+        // does not affect the chain; only the newest one is held to these.
+        if name.eq_ignore_ascii_case(SIGNATURE) && instance(value) == newest {
             let h = tag_value(value, "h").unwrap_or_default();
             if h.split(':').any(|f| f.trim().eq_ignore_ascii_case(SEAL)) {
                 return Some("ARC-Message-Signature signs an ARC-Seal".into());
@@ -329,8 +348,14 @@ fn structure_problem(fields: &[(String, Vec<u8>)]) -> Option<String> {
 /// applied to the keys and algorithms of the chain: `None` when they are
 /// acceptable, else why not.
 fn weak_crypto(fields: &[(String, Vec<u8>)], keys: &KeyCache) -> Option<String> {
+    let newest = fields
+        .iter()
+        .filter_map(|(n, v)| n.eq_ignore_ascii_case(SIGNATURE).then(|| instance(v)))
+        .flatten()
+        .max();
     for (name, value) in fields {
-        if name.eq_ignore_ascii_case(RESULTS) {
+        let older_signature = name.eq_ignore_ascii_case(SIGNATURE) && instance(value) != newest;
+        if name.eq_ignore_ascii_case(RESULTS) || older_signature {
             continue;
         }
         if tag_value(value, "a").is_some_and(|a| a.eq_ignore_ascii_case("rsa-sha1")) {
@@ -399,7 +424,11 @@ pub async fn verify(
         DkimResult::Pass => {}
         DkimResult::None => return ArcEvidence::fail("incomplete ARC set", false, hops),
         other => {
-            let (why, temporary) = failure(other);
+            let (why, _) = failure(other);
+            // Only the newest seal's own key: a sender cannot make a chain
+            // "temporary" with a key of its own that does not answer.
+            let temporary =
+                newest_seal_key(&fields).is_some_and(|(s, d)| keys.is_temporary_failure(&s, &d));
             return ArcEvidence::fail(why, temporary, hops);
         }
     }
@@ -508,6 +537,32 @@ mod tests {
             ));
         }
         assert!(key_names(&f).is_none());
+    }
+
+    #[test]
+    fn temporary_only_counts_the_newest_seals_key() {
+        let f = vec![
+            ("ARC-Seal".to_string(), b"i=1; d=old.example; s=a".to_vec()),
+            ("ARC-Seal".to_string(), b"i=2; d=New.example; s=b".to_vec()),
+            (
+                "ARC-Message-Signature".to_string(),
+                b"i=2; d=sender.example; s=c".to_vec(),
+            ),
+        ];
+        assert_eq!(
+            newest_seal_key(&f),
+            Some(("b".to_string(), "New.example".to_string()))
+        );
+    }
+
+    #[test]
+    fn strict_tag_lists() {
+        assert!(strict_tags(b"i=1; a=rsa-sha256; b=x;").is_ok());
+        assert!(strict_tags(b"i=1;; a=x").is_err());
+        assert!(strict_tags(b"i=1; i=2").is_err());
+        assert!(strict_tags(b"i=1; 1a=x").is_err());
+        assert!(strict_tags(b"i=1; junk").is_err());
+        assert_eq!(strict_tags(b" I=1 ; x_y=2").unwrap(), ["I", "x_y"]);
     }
 
     #[test]

@@ -74,8 +74,8 @@ impl fmt::Debug for SealConfig {
 }
 
 impl SealConfig {
-    /// Loads the private key (PEM: PKCS#1 or PKCS#8 RSA of at least 1024
-    /// bits, or PKCS#8 Ed25519).
+    /// Loads the private key (PEM: PKCS#1 or PKCS#8 RSA of at least 2048
+    /// bits, which is what the signer (ring) accepts, or PKCS#8 Ed25519).
     ///
     /// # Errors
     ///
@@ -100,22 +100,33 @@ impl SealConfig {
                     .headers(headers.iter().cloned());
                 Signer::Rsa(sealer)
             }
-            Err(rsa_err) => match &der {
-                PrivateKeyDer::Pkcs8(p) => {
-                    let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(p.secret_pkcs8_der())
+            Err(rsa_err) => {
+                let hint = if rsa_err.to_string().contains("TooSmall") {
+                    " (RSA keys must have at least 2048 bits to sign)"
+                } else {
+                    ""
+                };
+                match &der {
+                    PrivateKeyDer::Pkcs8(p) => {
+                        let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(p.secret_pkcs8_der())
                         .map_err(|e| {
                             format!(
-                                "key file {file}: neither an RSA key ({rsa_err}) nor an Ed25519 key ({e})"
+                                "key file {file}: neither an RSA key ({rsa_err}{hint}) nor an Ed25519 key ({e})"
                             )
                         })?;
-                    let sealer = ArcSealer::from_key(key)
-                        .domain(domain)
-                        .selector(selector)
-                        .headers(headers.iter().cloned());
-                    Signer::Ed25519(sealer)
+                        let sealer = ArcSealer::from_key(key)
+                            .domain(domain)
+                            .selector(selector)
+                            .headers(headers.iter().cloned());
+                        Signer::Ed25519(sealer)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "key file {file}: not a usable RSA key: {rsa_err}{hint}"
+                        ));
+                    }
                 }
-                _ => return Err(format!("key file {file}: not a usable RSA key: {rsa_err}")),
-            },
+            }
         };
         Ok(Self {
             domain: domain.to_string(),
