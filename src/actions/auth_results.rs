@@ -100,9 +100,10 @@ pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
     }
     for d in &ev.dkim2 {
         parts.push(format!(
-            "dkim2={}{} header.d={} header.i={}",
+            "dkim2={}{} ({}) header.d={} header.i={}",
             d.result,
             reason(&d.reason, d.result),
+            crate::checks::dkim2::DRAFT,
             pvalue(&d.domain),
             d.instance
         ));
