@@ -16,11 +16,11 @@
 mod common;
 
 use authmilter::{
-    checks::arc::seal::{seal_modified, SealConfig},
+    checks::arc::seal::{prepend, seal_modified, SealConfig},
     config::Config,
     dns::{zones::ZoneSet, Dns},
 };
-use common::dkim_sign::{sign, Key, Spec};
+use common::dkim_sign::{sign, txt_line, Key, Spec};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -89,17 +89,6 @@ fn zones() -> Vec<(String, String)> {
         zone("revoked.test", "arc._domainkey IN TXT \"v=DKIM1; k=rsa; p=\"\n"),
         // flaky.example is in no zone here: its names are SERVFAIL (temporary).
     ]
-}
-
-/// A TXT line for `owner` whose text is split into strings of at most 250
-/// octets (RFC 1035 §3.3.14).
-fn txt_line(owner: &str, text: &str) -> String {
-    let parts: Vec<String> = text
-        .as_bytes()
-        .chunks(250)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    format!("{owner} IN TXT {}\n", parts.join(" "))
 }
 
 fn dns_for(zones: &[(String, String)]) -> Dns {
@@ -183,15 +172,7 @@ impl Sealer {
         let fields = seal_modified(dns, &self.cfg, received, raw, &keys, authserv_id, aar)
             .await
             .unwrap();
-        let mut out = Vec::new();
-        for (name, value) in fields {
-            out.extend_from_slice(name.as_bytes());
-            out.push(b':');
-            out.extend_from_slice(value.replace('\n', "\r\n").as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(raw);
-        out
+        prepend(&fields, raw)
     }
 }
 
@@ -799,7 +780,9 @@ async fn dkim2_results_through_the_milter() {
         );
         if let Some(ar) = out.auth_results() {
             assert!(
-                ar.contains("dkim2=pass header.d=d2.test header.i=1"),
+                ar.contains(
+                    "dkim2=pass (draft-ietf-dkim-dkim2-spec-03) header.d=d2.test header.i=1"
+                ),
                 "{ar}"
             );
         }
@@ -822,4 +805,77 @@ async fn dkim2_results_through_the_milter() {
         "a recipient the signature does not name"
     );
     milter.stop().await;
+}
+
+/// The real daemon with `[metrics]` and a trusted sealer: the override is
+/// counted (`authmilter_dmarc_overrides_total{reason="trusted_forwarder"}`),
+/// ARC results by word, and the log line names the sealer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_are_counted_and_logged() {
+    use common::daemon::{free_port, http_get, wait_listening, Daemon};
+    let zs = zones();
+    let mut z = common::dns_server::Zones::with_origins();
+    for (_, text) in &zs {
+        z.add_zone_text(text, None);
+    }
+    let server = common::dns_server::TestDns::start(z).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (milter_port, metrics_port) = (free_port(), free_port());
+    let conf = dir.path().join("arc.toml");
+    let text = common::config_text(server.addr, "").replace(
+        "[milter]\n",
+        &format!("[milter]\nsocket = \"inet:127.0.0.1:{milter_port}\"\n"),
+    ) + &format!("\n[metrics]\naddress = \"127.0.0.1:{metrics_port}\"\n{TRUST_LIST}");
+    std::fs::write(&conf, text).unwrap();
+    let daemon = Daemon::spawn(&conf, &dir.path().join("arc.log"), Some("info"));
+    daemon.wait_logged("authmilter listening", 1).await;
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    wait_listening(metrics).await;
+
+    let dns = dns_for(&zs);
+    let keys = tempfile::tempdir().unwrap();
+    let list = Sealer::new(keys.path(), "list.test", "arc");
+    let post_raw = list
+        .seal(
+            &dns,
+            &list_rewrite(&post("author.test", "Minutes.\r\n")),
+            "list.test",
+            &results("author.test", "pass"),
+        )
+        .await;
+    let milter: std::net::SocketAddr = ([127, 0, 0, 1], milter_port).into();
+    let env = common::Envelope::new(LIST_IP, "list.test", "bounces@list.test");
+    assert_eq!(
+        common::send(milter, &env, &post_raw).await.verdict(),
+        "accept"
+    );
+    let mut changed = post_raw.clone();
+    changed.extend_from_slice(b"changed\r\n");
+    assert_eq!(
+        common::send(milter, &env, &changed).await.verdict(),
+        "reject"
+    );
+
+    let (status, body) = http_get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "authmilter_dmarc_overrides_total{reason=\"trusted_forwarder\"} 1",
+        "authmilter_results_total{method=\"arc\",result=\"pass\"} 1",
+        "authmilter_results_total{method=\"arc\",result=\"fail\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
+    }
+    daemon
+        .wait_logged(
+            "DMARC failure overridden: trusted ARC sealer recorded dmarc=pass",
+            1,
+        )
+        .await;
+    let log = daemon.log_text();
+    assert!(log.contains("sealer=\"list.test\""), "{log}");
+    assert!(log.contains("arc=pass arc_sealers=\"list.test\""), "{log}");
+    assert!(
+        log.contains("ARC chain does not override the DMARC failure"),
+        "{log}"
+    );
 }

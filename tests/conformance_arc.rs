@@ -327,14 +327,7 @@ async fn valimail_signing_suite() {
                         failures.push(format!("{name}: AAR {aar:?}, want {want_aar:?}"));
                     }
                     // The sealed message validates through the same path.
-                    let mut out = Vec::new();
-                    for (f, v) in &fields {
-                        out.extend_from_slice(f.as_bytes());
-                        out.push(b':');
-                        out.extend_from_slice(v.replace('\n', "\r\n").as_bytes());
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    out.extend_from_slice(&raw);
+                    let out = arc::seal::prepend(&fields, &raw);
                     let ev = arc::verify_raw(&dns, &out).await;
                     let want = if cv == "fail" { "fail" } else { "pass" };
                     if ev.result.as_str() != want {

@@ -24,6 +24,7 @@ use authmilter::{
     },
     config::Config,
     dns::{zones::ZoneSet, Dns},
+    session::crlf,
 };
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
@@ -73,35 +74,13 @@ fn world() -> &'static World {
     })
 }
 
-/// The message with CRLF line ends.
-fn crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 16);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 async fn sealed(w: &World, raw: &[u8], results: &str) -> Option<Vec<u8>> {
     let msg = mail_auth_parse(raw)?;
     let keys = dkim::fetch_named(&w.dns, &arc::key_names(&msg).unwrap_or_default()).await;
     let fields = seal::seal(&w.dns, &w.sealer, raw, &keys, "fuzz.example", results)
         .await
         .ok()?;
-    let mut out = Vec::new();
-    for (n, v) in fields {
-        out.extend_from_slice(n.as_bytes());
-        out.push(b':');
-        out.extend_from_slice(v.replace('\n', "\r\n").as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(raw);
-    Some(out)
+    Some(seal::prepend(&fields, raw))
 }
 
 /// The ARC fields the library finds, or `None` when it cannot parse.

@@ -83,13 +83,7 @@ impl Key {
     /// A zone-file TXT line for `selector._domainkey` (strings of at most
     /// 255 octets, RFC 1035 §3.3.14).
     pub fn zone_line(&self, selector: &str) -> String {
-        let rec = self.record();
-        let parts: Vec<String> = rec
-            .as_bytes()
-            .chunks(250)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect();
-        format!("{selector}._domainkey IN TXT {}\n", parts.join(" "))
+        txt_line(&format!("{selector}._domainkey"), &self.record())
     }
 
     fn sign(&self, data: &[u8]) -> Vec<u8> {
@@ -107,6 +101,17 @@ impl Key {
             }
         }
     }
+}
+
+/// A zone-file TXT line for `owner` whose text is split into strings of at
+/// most 250 octets (RFC 1035 §3.3.14).
+pub fn txt_line(owner: &str, text: &str) -> String {
+    let parts: Vec<String> = text
+        .as_bytes()
+        .chunks(250)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!("{owner} IN TXT {}\n", parts.join(" "))
 }
 
 /// What to sign and how.

@@ -62,15 +62,26 @@ pub async fn replay(dir: &Path) -> Result<usize, Vec<String>> {
 /// What `authmilter check` says of a case: (verdict, reply, A-R unfolded).
 type Checked = (String, Option<String>, Option<String>);
 
-/// Runs `authmilter check --json` on a case with the corpus zones (or
-/// `zone_files`), optionally saving the DNS it used.
-fn run_check(
+/// The zone files of a corpus, sorted.
+fn zone_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("zones"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "zone"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `authmilter check --json` on a case with `zone_files`, optionally saving
+/// the DNS it used: its JSON report.
+fn check_json(
     config: &Path,
     zone_files: &[std::path::PathBuf],
     env: &Envelope,
     msg: &Path,
     save: Option<&Path>,
-) -> Result<Checked, String> {
+) -> Result<Value, String> {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"));
     cmd.arg("check").arg("-c").arg(config).arg("--json");
     for z in zone_files {
@@ -99,7 +110,19 @@ fn run_check(
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Runs `authmilter check --json` on a case with the corpus zones (or
+/// `zone_files`), optionally saving the DNS it used.
+fn run_check(
+    config: &Path,
+    zone_files: &[std::path::PathBuf],
+    env: &Envelope,
+    msg: &Path,
+    save: Option<&Path>,
+) -> Result<Checked, String> {
+    let v = check_json(config, zone_files, env, msg, save)?;
     let verdict = match v["verdict"].as_str().unwrap_or("") {
         "tag" => "accept".to_string(),
         other => other.to_string(),
@@ -119,28 +142,7 @@ fn run_check(
 /// The Authentication-Results `authmilter check` computes for a case,
 /// unfolded, whatever the verdict.
 fn check_ar(dir: &Path, config: &Path, env: &Envelope, msg: &Path) -> Option<String> {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"));
-    cmd.arg("check").arg("-c").arg(config).arg("--json");
-    for e in std::fs::read_dir(dir.join("zones")).ok()?.flatten() {
-        if e.path().extension().is_some_and(|x| x == "zone") {
-            cmd.arg("--dns-zone").arg(e.path());
-        }
-    }
-    cmd.arg("--client-ip")
-        .arg(env.client_ip.to_string())
-        .arg("--client-name")
-        .arg(&env.client_name)
-        .arg("--helo")
-        .arg(&env.helo)
-        .arg(format!("--mail-from={}", env.mail_from));
-    for r in &env.rcpt {
-        cmd.arg("--rcpt").arg(r);
-    }
-    if let Some(a) = env.macros.get("{auth_authen}") {
-        cmd.arg("--auth").arg(a);
-    }
-    let out = cmd.arg(msg).output().ok()?;
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let v = check_json(config, &zone_files(dir), env, msg, None).ok()?;
     v["authentication_results"]
         .as_str()
         .map(|a| format!(" {a}").replace("\n\t", " "))
@@ -155,12 +157,7 @@ fn compare_with_check(
     msg: &Path,
     milter: &Checked,
 ) -> Vec<String> {
-    let mut zone_files: Vec<_> = std::fs::read_dir(dir.join("zones"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "zone"))
-        .collect();
-    zone_files.sort();
+    let zone_files = zone_files(dir);
     let work = tempfile::tempdir().unwrap();
     let capture = work.path().join("capture.zone");
     let mut problems = Vec::new();

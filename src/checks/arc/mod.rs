@@ -232,6 +232,15 @@ pub fn arc_fields(msg: &AuthenticatedMessage<'_>) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The highest instance of an ARC-Message-Signature.
+fn newest_signature(fields: &[(String, Vec<u8>)]) -> Option<u32> {
+    fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(SIGNATURE))
+        .filter_map(|(_, v)| instance(v))
+        .max()
+}
+
 /// The (selector, domain) of the ARC-Seal with the highest instance.
 fn newest_seal_key(fields: &[(String, Vec<u8>)]) -> Option<(String, String)> {
     let (_, v) = fields
@@ -309,11 +318,7 @@ fn strict_tags(value: &[u8]) -> Result<Vec<String>, String> {
 /// must validate, §5.2 step 4), no ARC-Seal among the fields it signs
 /// (§4.1.2) and From among them (RFC 6376 §6.1.1).
 fn structure_problem(fields: &[(String, Vec<u8>)]) -> Option<String> {
-    let newest = fields
-        .iter()
-        .filter_map(|(n, v)| n.eq_ignore_ascii_case(SIGNATURE).then(|| instance(v)))
-        .flatten()
-        .max();
+    let newest = newest_signature(fields);
     for (name, value) in fields {
         let required: &[&str] = if name.eq_ignore_ascii_case(SEAL) {
             &["i", "a", "b", "cv", "d", "s"]
@@ -348,11 +353,7 @@ fn structure_problem(fields: &[(String, Vec<u8>)]) -> Option<String> {
 /// applied to the keys and algorithms of the chain: `None` when they are
 /// acceptable, else why not.
 fn weak_crypto(fields: &[(String, Vec<u8>)], keys: &KeyCache) -> Option<String> {
-    let newest = fields
-        .iter()
-        .filter_map(|(n, v)| n.eq_ignore_ascii_case(SIGNATURE).then(|| instance(v)))
-        .flatten()
-        .max();
+    let newest = newest_signature(fields);
     for (name, value) in fields {
         let older_signature = name.eq_ignore_ascii_case(SIGNATURE) && instance(value) != newest;
         if name.eq_ignore_ascii_case(RESULTS) || older_signature {

@@ -155,6 +155,20 @@ fn split_fields(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// `raw` with `fields` (as [`seal`] returns them) prepended, CRLF line ends:
+/// the message as the next hop receives it.
+pub fn prepend(fields: &[(String, String)], raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 1024);
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value.replace('\n', "\r\n").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(raw);
+    out
+}
+
 /// Seals `raw`, the message as it will be delivered (CRLF line ends), with
 /// `results` as the ARC-Authentication-Results (our Authentication-Results
 /// value after the authserv-id, starting with `;`). Returns the three fields
