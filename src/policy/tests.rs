@@ -424,8 +424,22 @@ mod arc_trust {
         let v = decide(&with_chain(Fail, true, hops.clone()), &untrusted(), &c);
         assert_eq!(v.action, Action::Tempfail, "{}", v.reason);
         // Untrusted: the temporary failure changes nothing, DMARC rejects.
-        let v = decide(&with_chain(Fail, true, hops), &untrusted(), &cfg(""));
+        let v = decide(
+            &with_chain(Fail, true, hops.clone()),
+            &untrusted(),
+            &cfg(""),
+        );
         assert_eq!(v.action, Action::Reject);
+        // dmarc_temperror = "accept": no tempfail, and an unverified chain is
+        // never trusted: the domain's policy applies.
+        let accept = Config::parse(
+            "[policy]\ndmarc_temperror = \"accept\"\n[arc]\ntrusted_sealers = [\"list.example\"]\n",
+            "t",
+        )
+        .unwrap()
+        .policy;
+        let v = decide(&with_chain(Fail, true, hops), &untrusted(), &accept);
+        assert_eq!(v.action, Action::Reject, "{}", v.reason);
     }
 
     #[test]

@@ -55,8 +55,9 @@ pub const DNS_CACHE_MISSES: &str = "authmilter_dns_cache_misses_total";
 pub const MESSAGE_DURATION: &str = "authmilter_message_duration_seconds";
 /// Seconds from end of message to the verdict: the wait the client sees.
 pub const EOM_DURATION: &str = "authmilter_eom_duration_seconds";
-/// Seconds each check took, by `check` (iprev, spf, prefetch: DKIM keys and
-/// DMARC policy lookups from end of headers, dkim, dmarc).
+/// Seconds each check took, by `check` (iprev, spf, prefetch: DKIM, ARC and
+/// DKIM2 keys and DMARC policy lookups from end of headers, dkim: DKIM, ARC
+/// and DKIM2 verification of the parsed message, dmarc).
 pub const CHECK_DURATION: &str = "authmilter_check_duration_seconds";
 /// Milter connections open now.
 pub const CONNECTIONS_OPEN: &str = "authmilter_connections_open";
