@@ -8,8 +8,9 @@
 //!
 //! Input: `flags`, then the message (header lines, an empty line, the
 //! body). Flag bit 0: seal it first (ARC-Authentication-Results from the
-//! input's first line); bit 1: then flip one body byte; bit 2: seal twice
-//! (a second hop).
+//! input's first line), when its header block is fields only, as the
+//! session builds it; bit 1: then flip one body byte; bit 2: seal twice (a
+//! second hop).
 //!
 //! What must always hold: no panic; the result is `pass`, `fail` or `none`
 //! (RFC 8617 has no others); `none` only without ARC fields; a message we
@@ -74,6 +75,27 @@ fn world() -> &'static World {
     })
 }
 
+/// Whether every line of the header block is a field (`name:` with a
+/// printable name) or the continuation of one.
+fn fields_only(raw: &[u8]) -> bool {
+    let mut first = true;
+    for line in raw.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return !first;
+        }
+        let continuation = line[0] == b' ' || line[0] == b'\t';
+        let field = line.iter().position(|b| *b == b':').is_some_and(|c| {
+            c > 0 && line[..c].iter().all(|b| b.is_ascii_graphic())
+        });
+        if (first && continuation) || (!continuation && !field) {
+            return false;
+        }
+        first = false;
+    }
+    false
+}
+
 async fn sealed(w: &World, raw: &[u8], results: &str) -> Option<Vec<u8>> {
     let msg = mail_auth_parse(raw)?;
     let keys = dkim::fetch_named(&w.dns, &arc::key_names(&msg).unwrap_or_default()).await;
@@ -116,7 +138,12 @@ fuzz_target!(|data: &[u8]| {
         if ev.result == AuthResult::None {
             assert!(!has_arc, "none with ARC fields: {ev:?}");
         }
-        if flags & 1 == 0 || has_arc {
+        // What we seal comes from the session, which builds the header block
+        // from the fields the MTA hands over: every line a field or its
+        // continuation. A block that starts with a continuation line (or
+        // holds a line that is neither) would fold our prepended fields into
+        // it; no MTA delivers that.
+        if flags & 1 == 0 || has_arc || !fields_only(&raw) {
             return;
         }
         let first = String::from_utf8_lossy(rest.split(|b| *b == b'\n').next().unwrap_or_default())
