@@ -120,7 +120,8 @@ impl Checker {
     pub async fn prefetch(
         &self,
         dkim_values: Vec<Vec<u8>>,
-        chain_fields: Vec<(String, Vec<u8>)>,
+        arc_fields: Vec<(String, Vec<u8>)>,
+        dkim2_values: Vec<Vec<u8>>,
         from: from::FromIdentity,
         lookups: dmarc::DmarcLookups,
         spf_domain: Option<String>,
@@ -133,12 +134,7 @@ impl Checker {
         // The ARC and DKIM2 keys come into the same per-message cache.
         let mut names: Vec<(String, String)> =
             sigs.iter().map(|s| (s.s.clone(), s.d.clone())).collect();
-        names.extend(arc::key_names(&chain_fields).unwrap_or_default());
-        let dkim2_values: Vec<Vec<u8>> = chain_fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("DKIM2-Signature"))
-            .map(|(_, v)| v.clone())
-            .collect();
+        names.extend(arc::key_names(&arc_fields).unwrap_or_default());
         names.extend(dkim2::key_names(&dkim2_values));
         let keys = dkim::fetch_named(&self.dns, &names);
         let policies = async {

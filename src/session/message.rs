@@ -42,8 +42,10 @@ pub struct Message {
     /// The From identity, settled at end of headers.
     pub from_identity: Option<FromIdentity>,
     pub dkim_values: Vec<Vec<u8>>,
-    /// ARC and DKIM2 fields (name, value), for their key lookups.
-    pub chain_fields: Vec<(String, Vec<u8>)>,
+    /// ARC fields (name, value), for their key lookups.
+    pub arc_fields: Vec<(String, Vec<u8>)>,
+    /// DKIM2-Signature values, for their key lookups.
+    pub dkim2_values: Vec<Vec<u8>>,
     /// The message and its keys, kept for ARC sealing when it is configured.
     pub seal_input: Option<(Vec<u8>, KeyCache)>,
     /// Header block and body, CRLF line ends, for DKIM; bounded by the limit.
@@ -81,7 +83,8 @@ impl Message {
             from_values: Vec::new(),
             from_identity: None,
             dkim_values: Vec::new(),
-            chain_fields: Vec::new(),
+            arc_fields: Vec::new(),
+            dkim2_values: Vec::new(),
             seal_input: None,
             raw: Vec::new(),
             truncated: false,

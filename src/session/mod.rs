@@ -12,7 +12,7 @@ pub use pending::Pending;
 use crate::{
     actions::{self, sanitize, Plan, WOULD_HEADER},
     checks::{
-        arc, dkim, dkim2,
+        arc, dkim,
         dmarc::DmarcInput,
         evidence::{
             ArcEvidence, AuthResult, DkimEvidence, DmarcEvidence, Evidence, IprevEvidence,
@@ -31,7 +31,7 @@ use tracing::{info, warn};
 /// Most ARC header fields kept per message (for key lookups): 50 ARC sets
 /// of three; more cannot make a valid chain.
 const MAX_ARC_FIELDS: usize = 3 * 50 + 1;
-/// Most DKIM2 header fields kept per message (for key lookups).
+/// Most DKIM2-Signature values kept per message (for key lookups).
 const MAX_DKIM2_FIELDS: usize = 32;
 
 /// What an early stage answers.
@@ -374,20 +374,14 @@ impl Session {
             msg.from_values.push(value.to_vec());
         } else if header_is(name, "DKIM-Signature") {
             msg.dkim_values.push(value.to_vec());
-        } else if (arc::is_arc_header(name) || dkim2::is_dkim2_header(name))
-            && msg
-                .chain_fields
-                .iter()
-                .filter(|(n, _)| arc::is_arc_header(n) == arc::is_arc_header(name))
-                .count()
-                < if arc::is_arc_header(name) {
-                    MAX_ARC_FIELDS
-                } else {
-                    MAX_DKIM2_FIELDS
-                }
-        {
-            msg.chain_fields
-                .push((name.to_string(), crlf(value).trim_ascii_start().to_vec()));
+        } else if arc::is_arc_header(name) {
+            if msg.arc_fields.len() < MAX_ARC_FIELDS {
+                msg.arc_fields
+                    .push((name.to_string(), crlf(value).trim_ascii_start().to_vec()));
+            }
+        } else if header_is(name, "DKIM2-Signature") && msg.dkim2_values.len() < MAX_DKIM2_FIELDS {
+            msg.dkim2_values
+                .push(crlf(value).trim_ascii_start().to_vec());
         }
         let mut line = Vec::with_capacity(name.len() + value.len() + 4);
         line.extend_from_slice(name.as_bytes());
@@ -443,13 +437,21 @@ impl Session {
         let identity = msg.from_identity();
         let checker = checker_for(&self.rt, msg.recorder.as_ref());
         let dkim_values = msg.dkim_values.clone();
-        let chain_fields = msg.chain_fields.clone();
+        let arc_fields = msg.arc_fields.clone();
+        let dkim2_values = msg.dkim2_values.clone();
         let lookups = msg.dmarc_lookups.clone();
         crate::explain!(parent: &msg.span, "end of headers: From {identity:?}, {} DKIM signature(s)", dkim_values.len());
         msg.keys = Some(msg.span.in_scope(|| {
             Pending::spawn(async move {
                 checker
-                    .prefetch(dkim_values, chain_fields, identity, lookups, spf_domain)
+                    .prefetch(
+                        dkim_values,
+                        arc_fields,
+                        dkim2_values,
+                        identity,
+                        lookups,
+                        spf_domain,
+                    )
                     .await
             })
         }));
@@ -542,7 +544,7 @@ impl Session {
         let deadline = tokio::time::Instant::now() + limit;
         let unverified = |why: &str| Authentication {
             dkim: dkim::unverified(&msg.dkim_values, AuthResult::TempError, why),
-            arc: if msg.chain_fields.iter().any(|(n, _)| arc::is_arc_header(n)) {
+            arc: if !msg.arc_fields.is_empty() {
                 ArcEvidence::fail(why, true, Vec::new())
             } else {
                 ArcEvidence::none()
