@@ -32,6 +32,7 @@ pub mod dns;
 pub mod listener;
 pub mod milter;
 pub mod policy;
+pub mod reports;
 pub mod session;
 pub mod stats;
 pub mod systemd;
@@ -52,6 +53,9 @@ pub struct Runtime {
     pub stats: Arc<stats::Stats>,
     /// Captures of chosen messages, when `[capture] directory` is set.
     pub capture: Option<capture::Capturer>,
+    /// The DMARC report queue, when `[reports] enabled` and the daemon
+    /// started it (it outlives reloads).
+    pub reports: Option<reports::Recorder>,
 }
 
 impl Runtime {
@@ -67,12 +71,23 @@ impl Runtime {
 
     /// Builds the runtime around a given resolver (zone files, a capture).
     pub fn with_dns(config: Config, stats: Arc<stats::Stats>, dns: dns::Dns) -> Self {
+        Self::with_parts(config, stats, dns, None)
+    }
+
+    /// Builds the runtime around a resolver and a report queue.
+    pub fn with_parts(
+        config: Config,
+        stats: Arc<stats::Stats>,
+        dns: dns::Dns,
+        reports: Option<reports::Recorder>,
+    ) -> Self {
         let checker = Checker::new(dns, config.limits.clone());
         Self {
             capture: capture::Capturer::new(&config.capture),
             config: Arc::new(config),
             checker,
             stats,
+            reports,
         }
     }
 }

@@ -193,6 +193,7 @@ mod tests {
                 policy_domain: None,
                 from_unusable: false,
                 local_limit: false,
+                record: None,
             },
         }
     }

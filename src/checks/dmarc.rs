@@ -25,6 +25,12 @@ pub struct Record {
     pub psd: Option<bool>,
     pub testing: bool,
     pub has_rua: bool,
+    /// The valid `rua` URIs, in record order (RFC 9990 aggregate reports).
+    pub rua: Vec<String>,
+    /// The valid `ruf` URIs, in record order (RFC 9991 failure reports).
+    pub ruf: Vec<String>,
+    /// The `fo` value as published (`0` when absent).
+    pub fo: String,
 }
 
 fn trim_wsp(s: &str) -> &str {
@@ -80,22 +86,31 @@ fn is_uri(u: &str) -> bool {
 /// A `rua`/`ruf` value holds at least one syntactically valid URI
 /// (`dmarc-urilist`, the obsolete `!size` suffix allowed).
 pub fn has_valid_uri(list: &str) -> bool {
-    list.split(',').map(trim_wsp).any(|u| {
-        let u = match u.rsplit_once('!') {
-            Some((uri, size))
-                if !size.is_empty()
-                    && size
-                        .trim_end_matches(['k', 'm', 'g', 't', 'K', 'M', 'G', 'T'])
-                        .chars()
-                        .all(|c| c.is_ascii_digit())
-                    && size.starts_with(|c: char| c.is_ascii_digit()) =>
-            {
-                uri
-            }
-            _ => u,
-        };
-        is_uri(u)
-    })
+    !valid_uris(list).is_empty()
+}
+
+/// The syntactically valid URIs of a `rua`/`ruf` list, without the
+/// obsolete `!size` suffix (RFC 9990 §4: parsed and ignored).
+pub fn valid_uris(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(trim_wsp)
+        .filter_map(|u| {
+            let u = match u.rsplit_once('!') {
+                Some((uri, size))
+                    if !size.is_empty()
+                        && size
+                            .trim_end_matches(['k', 'm', 'g', 't', 'K', 'M', 'G', 'T'])
+                            .chars()
+                            .all(|c| c.is_ascii_digit())
+                        && size.starts_with(|c: char| c.is_ascii_digit()) =>
+                {
+                    uri
+                }
+                _ => u,
+            };
+            is_uri(u).then(|| u.to_string())
+        })
+        .collect()
 }
 
 impl Record {
@@ -118,6 +133,9 @@ impl Record {
             psd: None,
             testing: false,
             has_rua: false,
+            rua: Vec::new(),
+            ruf: Vec::new(),
+            fo: "0".into(),
         };
         let mut bad_policy = false;
         let mut seen: Vec<String> = Vec::new();
@@ -151,7 +169,12 @@ impl Record {
                     }
                 }
                 "t" => r.testing = lower == "y",
-                "rua" => r.has_rua = has_valid_uri(v),
+                "rua" => {
+                    r.rua = valid_uris(v);
+                    r.has_rua = !r.rua.is_empty();
+                }
+                "ruf" => r.ruf = valid_uris(v),
+                "fo" => r.fo = v.to_string(),
                 _ => {}
             }
         }
@@ -685,6 +708,7 @@ async fn evaluate_single(
         policy_domain: Some(at),
         from_unusable: false,
         local_limit,
+        record: Some(record),
     }
 }
 

@@ -156,6 +156,9 @@ pub struct DmarcEvidence {
     /// No usable RFC 5322.From (missing, unparsable, no mailbox): DMARC
     /// cannot be evaluated and the operator's `invalid_from` action applies.
     pub from_unusable: bool,
+    /// The record that supplied the policy (its `rua`, `ruf`, `fo` and tags
+    /// feed the DMARC reports); `None` for several From domains.
+    pub record: Option<std::sync::Arc<crate::checks::dmarc::Record>>,
     /// The result would be `fail`, but a DKIM signature that could have
     /// aligned was not verified because of a local limit: not a failure.
     pub local_limit: bool,
@@ -180,6 +183,7 @@ impl DmarcEvidence {
             policy_domain: None,
             from_unusable: false,
             local_limit: false,
+            record: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The command line: `run` (the daemon, also the default), `check` (one
-//! message offline), `config check` and `config show`.
+//! message offline), `report` (DMARC aggregate reports), `config check`
+//! and `config show`.
 //!
 //! Exit codes, for every subcommand: 0 success; 1 the work itself failed
 //! (the daemon could not start or stopped on an error, a check could not
@@ -8,6 +9,7 @@
 mod check;
 mod config_cmd;
 pub mod eml;
+pub mod report;
 mod run;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -24,10 +26,12 @@ Examples:
   authmilter check --client-ip 192.0.2.1 --helo mx.example.com \\
       --mail-from a@example.com --rcpt b@example.org message.eml
   authmilter check --dns-zone capture.zone --explain message.eml
+  authmilter report --send            (from cron, daily: every complete day)
+  authmilter report --until now --out /tmp/reports
 
 Exit codes: 0 success; 1 the work failed (the daemon could not start, a
-message could not be evaluated); 2 bad usage, invalid configuration or
-unreadable input.";
+message could not be evaluated, a report could not be delivered and is
+owed); 2 bad usage, invalid configuration or unreadable input.";
 
 /// Inbound mail authentication milter: iprev, SPF, DKIM and DMARC with enforcement.
 #[derive(Parser, Debug)]
@@ -51,6 +55,8 @@ pub enum Command {
     Run,
     /// Evaluate one message offline, exactly as the daemon would.
     Check(Box<check::CheckArgs>),
+    /// Build the DMARC aggregate reports (RFC 9990) and mail them or write them out.
+    Report(Box<report::ReportArgs>),
     /// Validate or print the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -116,6 +122,7 @@ pub fn main() -> ExitCode {
         _ if cli.check_config => config_cmd::check(&path),
         None | Some(Command::Run) => run::main(path),
         Some(Command::Check(args)) => check::main(cli.config.as_deref(), *args),
+        Some(Command::Report(args)) => report::main(&path, *args),
         Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&path),
         Some(Command::Config(ConfigCommand::Show(a))) => {
             config_cmd::show((!a.defaults).then_some(path.as_path()))

@@ -84,8 +84,17 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
         }
     }
     let (listener, close) = listener::Closable::new(listener);
+    // After dropping privileges: the report database belongs to the user.
+    let recorder = config
+        .reports
+        .enabled
+        .then(|| crate::reports::Recorder::start(&config.reports));
+    let schedule = config.reports.clone();
     let runtime = match Runtime::new(config, stats.clone()) {
-        Ok(r) => r,
+        Ok(mut r) => {
+            r.reports = recorder.clone();
+            r
+        }
         Err(e) => {
             error!("{e}");
             return ExitCode::FAILURE;
@@ -105,12 +114,17 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
             Err(e) => warn!("metrics are off: {e}"),
         }
     }
+    if schedule.enabled && schedule.schedule_daily {
+        let dns = shared.current().checker.dns.clone();
+        tokio::spawn(crate::reports::run::daily(schedule, dns));
+    }
     info!(socket = %socket, version = env!("CARGO_PKG_VERSION"), "authmilter listening");
     crate::systemd::ready();
 
     // SIGHUP: reload; an invalid file keeps the configuration in force.
     let reload_shared = shared.clone();
     let reload_stats = stats.clone();
+    let reload_recorder = recorder.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = hup else {
             return;
@@ -126,7 +140,8 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
                     }
                     let level = (c.log.level != old.log.level).then(|| c.log.level.clone());
                     match Runtime::new(c, reload_stats.clone()) {
-                        Ok(r) => {
+                        Ok(mut r) => {
+                            r.reports = reload_recorder.clone();
                             reload_shared.replace(r);
                             if let Some(level) = level {
                                 match log.set_level(&level) {
@@ -211,6 +226,10 @@ async fn serve(path: PathBuf, config: Config, log: LogHandle) -> ExitCode {
         }
     };
     let result = crate::run(listener, shared, shutdown).await;
+    if let Some(rec) = &recorder {
+        // Everything acknowledged to the MTA is written before exit.
+        rec.shutdown(std::time::Duration::from_secs(10)).await;
+    }
     info!("stats: {}", stats.summary());
     if let crate::config::SocketSpec::Unix(p) = &socket {
         let _ = std::fs::remove_file(p);
@@ -234,6 +253,7 @@ fn restart_needed(old: &Config, new: &Config) {
             "metrics.address",
             old.metrics.address != new.metrics.address,
         ),
+        ("[reports]", old.reports != new.reports),
     ];
     for (key, _) in changed.iter().filter(|(_, c)| *c) {
         warn!("{key} changed: takes effect after a restart");

@@ -27,6 +27,36 @@ pub struct RawConfig {
     pub arc: RawArc,
     #[serde(default)]
     pub dkim2: RawDkim2,
+    #[serde(default)]
+    pub reports: RawReports,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    pub enabled: Option<bool>,
+    pub database: Option<String>,
+    pub org_name: Option<String>,
+    pub contact: Option<String>,
+    pub submitter: Option<String>,
+    pub queue_size: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub retention_days: Option<u64>,
+    pub smtp_relay: Option<String>,
+    pub smtp_timeout: Option<u64>,
+    pub max_report_bytes: Option<usize>,
+    pub schedule_daily: Option<bool>,
+    #[serde(default)]
+    pub failure: RawFailureReports,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailureReports {
+    pub enabled: Option<bool>,
+    pub max_per_hour: Option<u32>,
+    pub include_body: Option<bool>,
+    pub redact_local_parts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,7 @@ pub use crate::{
     capture::CaptureConfig,
     checks::{arc::seal::SealConfig, dkim2::Dkim2Config, Limits},
     dns::DnsConfig,
+    reports::{FailureConfig, ReportsConfig},
 };
 use std::{
     fmt,
@@ -40,6 +41,8 @@ pub struct Config {
     /// ARC sealing (`[arc] seal = true`); trusted sealers are in `policy.arc`.
     pub seal: Option<SealConfig>,
     pub dkim2: Dkim2Config,
+    /// DMARC aggregate and failure reports (`[reports]`).
+    pub reports: ReportsConfig,
 }
 
 /// Where and how the milter listens.

@@ -221,6 +221,31 @@ impl Config {
             "use_for_dmarc",
             Some(Value::Boolean(self.dkim2.use_for_dmarc)),
         )]);
+        let r = &self.reports;
+        let failure = table(vec![
+            ("enabled", Some(Value::Boolean(r.failure.enabled))),
+            ("max_per_hour", Some(int(r.failure.max_per_hour))),
+            ("include_body", Some(Value::Boolean(r.failure.include_body))),
+            (
+                "redact_local_parts",
+                Some(Value::Boolean(r.failure.redact_local_parts)),
+            ),
+        ]);
+        let reports = table(vec![
+            ("enabled", Some(Value::Boolean(r.enabled))),
+            ("database", Some(s(&r.database))),
+            ("org_name", Some(s(&r.org_name))),
+            ("contact", Some(s(&r.contact))),
+            ("submitter", Some(s(&r.submitter))),
+            ("queue_size", Some(int(r.queue_size))),
+            ("batch_size", Some(int(r.batch_size))),
+            ("retention_days", Some(int(r.retention.as_secs() / 86_400))),
+            ("smtp_relay", Some(s(&r.smtp_relay))),
+            ("smtp_timeout", Some(int(r.smtp_timeout.as_secs()))),
+            ("max_report_bytes", Some(int(r.max_report_bytes))),
+            ("schedule_daily", Some(Value::Boolean(r.schedule_daily))),
+            ("failure", Some(failure)),
+        ]);
         let mut root = Table::new();
         for (k, v) in [
             ("milter", milter),
@@ -232,6 +257,7 @@ impl Config {
             ("metrics", metrics),
             ("arc", arc),
             ("dkim2", dkim2),
+            ("reports", reports),
         ] {
             root.insert(k.into(), v);
         }

@@ -785,6 +785,91 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         None
     };
 
+    // [reports]
+    let r = raw.reports;
+    let mut reports = crate::reports::ReportsConfig::defaults(&milter.authserv_id);
+    reports.enabled = r.enabled.unwrap_or(reports.enabled);
+    if let Some(db) = r.database {
+        crate::reports::store::valid_url(&db)
+            .map_err(|e| ctx.err("reports", "database", format!("`{db}`: {e}")))?;
+        reports.database = db;
+    }
+    if let Some(v) = r.org_name {
+        if v.trim().is_empty() || v.chars().any(char::is_control) {
+            return Err(ctx.err("reports", "org_name", "must be a non-empty line of text"));
+        }
+        reports.org_name = v;
+    }
+    if let Some(v) = r.contact {
+        if v.parse::<lettre::Address>().is_err() {
+            return Err(ctx.err(
+                "reports",
+                "contact",
+                format!("`{v}` is not an address such as \"dmarc-reports@example.com\""),
+            ));
+        }
+        reports.contact = v;
+    }
+    if let Some(v) = r.submitter {
+        let d = v.trim_end_matches('.').to_ascii_lowercase();
+        if !valid_domain(&d) {
+            return Err(ctx.err(
+                "reports",
+                "submitter",
+                format!("`{v}` is not a domain name"),
+            ));
+        }
+        reports.submitter = d;
+    }
+    for (key, v, target) in [
+        ("queue_size", r.queue_size, &mut reports.queue_size),
+        ("batch_size", r.batch_size, &mut reports.batch_size),
+        (
+            "max_report_bytes",
+            r.max_report_bytes,
+            &mut reports.max_report_bytes,
+        ),
+    ] {
+        if let Some(v) = v {
+            if v == 0 {
+                return Err(ctx.err("reports", key, "must be at least 1"));
+            }
+            *target = v;
+        }
+    }
+    if let Some(d) = r.retention_days {
+        if d == 0 {
+            return Err(ctx.err("reports", "retention_days", "must be at least 1 day"));
+        }
+        reports.retention = Duration::from_secs(d.saturating_mul(86_400));
+    }
+    if let Some(relay) = r.smtp_relay {
+        crate::reports::deliver::Relay::parse(&relay, reports.smtp_timeout).map_err(|e| {
+            ctx.err(
+                "reports",
+                "smtp_relay",
+                format!("{e}: expected host:port such as \"127.0.0.1:25\""),
+            )
+        })?;
+        reports.smtp_relay = relay;
+    }
+    if let Some(t) = r.smtp_timeout {
+        if t == 0 {
+            return Err(ctx.err("reports", "smtp_timeout", "must be at least 1 second"));
+        }
+        reports.smtp_timeout = Duration::from_secs(t);
+    }
+    reports.schedule_daily = r.schedule_daily.unwrap_or(false);
+    let f = r.failure;
+    reports.failure = crate::reports::FailureConfig {
+        enabled: f.enabled.unwrap_or(reports.failure.enabled),
+        max_per_hour: f.max_per_hour.unwrap_or(reports.failure.max_per_hour),
+        include_body: f.include_body.unwrap_or(reports.failure.include_body),
+        redact_local_parts: f
+            .redact_local_parts
+            .unwrap_or(reports.failure.redact_local_parts),
+    };
+
     Ok(Config {
         source: None,
         milter,
@@ -802,5 +887,6 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         dkim2: Dkim2Config {
             use_for_dmarc: raw.dkim2.use_for_dmarc.unwrap_or(false),
         },
+        reports,
     })
 }

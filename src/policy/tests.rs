@@ -36,6 +36,7 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
             policy_domain: None,
             from_unusable: false,
             local_limit: false,
+            record: None,
         },
     }
 }

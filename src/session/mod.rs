@@ -686,7 +686,38 @@ impl Session {
         );
         self.seal(&ev, &mut plan).await;
         self.write_capture(&ev, &plan.verdict);
+        self.report(&ev, &plan.verdict);
         Some((ev, plan))
+    }
+
+    /// Queues what the DMARC reports need from this message (never waits).
+    fn report(&self, ev: &Evidence, v: &Verdict) {
+        let (Some(rec), Some(msg)) = (self.rt.reports.as_ref(), self.msg.as_ref()) else {
+            return;
+        };
+        let env = crate::reports::Envelope {
+            client_ip: self.conn.ip,
+            mail_from: &msg.mail_from,
+        };
+        let Some(row) = crate::reports::observe(ev, v, &env) else {
+            return;
+        };
+        let cfg = &self.rt.config;
+        if cfg.reports.failure.enabled {
+            if let Some(job) = crate::reports::failure::job(
+                ev,
+                &row,
+                &self.rt.checker.dns,
+                &crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v),
+                &msg.raw,
+                msg.queue_id.clone(),
+                &msg.mail_from,
+                cfg.reports.failure.include_body,
+            ) {
+                rec.failure(job);
+            }
+        }
+        rec.record(row);
     }
 
     /// Adds our ARC set to a message that will be delivered, when sealing

@@ -77,6 +77,17 @@ pub const CONFIG_RELOADS: &str = "authmilter_config_reloads_total";
 /// DMARC failures whose disposition local policy changed, by `reason`
 /// (trusted_forwarder: a trusted ARC sealer recorded dmarc=pass).
 pub const DMARC_OVERRIDES: &str = "authmilter_dmarc_overrides_total";
+/// DMARC report records by `outcome`: stored; lost because the queue was
+/// full (queue_full), the database failed (storage) or the daemon stopped
+/// before they were written (shutdown).
+pub const REPORT_RECORDS: &str = "authmilter_report_records_total";
+/// RFC 9991 failure reports by `outcome` (sent, rate_limited,
+/// unauthorized, failed, lost).
+pub const FAILURE_REPORTS: &str = "authmilter_failure_reports_total";
+/// The `outcome` values of [`REPORT_RECORDS`].
+pub const RECORD_OUTCOMES: [&str; 4] = ["stored", "queue_full", "storage", "shutdown"];
+/// The `outcome` values of [`FAILURE_REPORTS`].
+pub const FAILURE_OUTCOMES: [&str; 5] = ["sent", "rate_limited", "unauthorized", "failed", "lost"];
 /// Always 1, with the `version` label.
 pub const BUILD_INFO: &str = "authmilter_build_info";
 
@@ -153,6 +164,12 @@ pub fn install() -> Result<PrometheusHandle, String> {
     }
     metrics::counter!(OVER_BUDGET).absolute(0);
     metrics::counter!(DMARC_OVERRIDES, "reason" => "trusted_forwarder").absolute(0);
+    for o in RECORD_OUTCOMES {
+        metrics::counter!(REPORT_RECORDS, "outcome" => o).absolute(0);
+    }
+    for o in FAILURE_OUTCOMES {
+        metrics::counter!(FAILURE_REPORTS, "outcome" => o).absolute(0);
+    }
     connection(0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let h = handle.clone();
@@ -256,6 +273,21 @@ pub fn skipped(reason: &'static str, n: u64) {
     }
     let make = || metrics::counter!(ENFORCEMENT_SKIPPED, "reason" => reason);
     add(SKIPPED_CELLS.get(pos(&SKIP_REASONS, reason), make), n, make);
+}
+
+/// `n` report records with this outcome ([`REPORT_RECORDS`]); rare
+/// enough (once per batch) for the macro.
+pub fn report_records(outcome: &'static str, n: u64) {
+    if enabled() && n > 0 {
+        metrics::counter!(REPORT_RECORDS, "outcome" => outcome).increment(n);
+    }
+}
+
+/// One failure report with this outcome ([`FAILURE_REPORTS`]).
+pub fn failure_report(outcome: &'static str) {
+    if enabled() {
+        metrics::counter!(FAILURE_REPORTS, "outcome" => outcome).increment(1);
+    }
 }
 
 /// `n` milter connections negotiated ([`CONNECTIONS`]).
@@ -416,6 +448,16 @@ fn describe() {
     describe_counter!(
         DMARC_OVERRIDES,
         "DMARC failures whose disposition local policy changed, by reason (trusted_forwarder: a trusted ARC sealer recorded dmarc=pass)"
+    );
+    describe_counter!(
+        REPORT_RECORDS,
+        Unit::Count,
+        "DMARC report records by outcome (stored; lost: queue_full, storage, shutdown)."
+    );
+    describe_counter!(
+        FAILURE_REPORTS,
+        Unit::Count,
+        "RFC 9991 failure reports by outcome (sent, rate_limited, unauthorized, failed, lost)."
     );
     describe_counter!(
         CONFIG_RELOADS,

@@ -5,7 +5,9 @@
 pub mod daemon;
 pub mod dkim_sign;
 pub mod dns_server;
+pub mod postgres;
 pub mod replay;
+pub mod smtp_sink;
 
 use authmilter::{config::Config, stats::Stats, Runtime, Shared};
 use indymilter_test::{EomAction, EomActions, Status, TestConnection};
@@ -47,9 +49,11 @@ $TTL 0
 pub const AUTHSERV_ID: &str = "mx.recipient.test";
 
 /// Configuration text for a test milter; `policy` lines go under `[policy]`.
+/// DMARC report recording is off (its default database is a system path);
+/// `tests/reports.rs` turns it on with a database of its own.
 pub fn config_text(dns: SocketAddr, policy: &str) -> String {
     format!(
-        "[milter]\nauthserv_id = \"{AUTHSERV_ID}\"\n\n[dns]\nnameservers = [\"{dns}\"]\ntimeout = 1.0\nattempts = 1\n\n[policy]\n{policy}\n"
+        "[milter]\nauthserv_id = \"{AUTHSERV_ID}\"\n\n[dns]\nnameservers = [\"{dns}\"]\ntimeout = 1.0\nattempts = 1\n\n[reports]\nenabled = false\n\n[policy]\n{policy}\n"
     )
 }
 
@@ -63,9 +67,18 @@ pub struct TestMilter {
 
 impl TestMilter {
     pub async fn start(config: Config) -> Self {
+        Self::start_with(config, None).await
+    }
+
+    /// A milter recording DMARC report rows into `reports`.
+    pub async fn start_with(
+        config: Config,
+        reports: Option<authmilter::reports::Recorder>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let rt = Runtime::new(config, Arc::new(Stats::default())).unwrap();
+        let mut rt = Runtime::new(config, Arc::new(Stats::default())).unwrap();
+        rt.reports = reports;
         let shared = Arc::new(Shared::new(rt));
         let (stop, rx) = oneshot::channel::<()>();
         let s = shared.clone();
