@@ -41,7 +41,7 @@ fn zone_texts() -> Vec<String> {
         zone("100.51.198.in-addr.arpa", ""),
         zone(
             "bank.test",
-            &format!("@ IN TXT \"v=spf1 ip4:{BANK_IP} -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@bank.test; ruf=mailto:ruf@bank.test; fo=1\"\n"),
+            &format!("@ IN TXT \"v=spf1 ip4:{BANK_IP} -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@bank.test,mailto:dmarc2@bank.test!10m; ruf=mailto:ruf@bank.test; fo=1\"\n"),
         ),
         zone(
             "shop.test",
@@ -486,13 +486,24 @@ async fn messages_to_mailed_reports() {
         8
     );
     assert_eq!(recorder.counts().lost(), 0);
+    // Our own users' mail (a trusted network) is not reported.
+    let env = Envelope::new("127.0.0.1", "localhost", "alice@bank.test");
+    common::send(milter.addr, &env, &message("bank.test", "own")).await;
+    assert!(recorder.flush(Duration::from_secs(10)).await);
+    assert_eq!(
+        recorder
+            .counts()
+            .stored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        8
+    );
 
     let rdns = authmilter::dns::Dns::new(&cfg.dns).unwrap();
     sink.set_reply("451 4.3.0 try later");
     let s = run::report(store.clone(), &rdns, &cfg.reports, &opts(Output::Send))
         .await
         .unwrap();
-    assert_eq!(s.owed, 2, "bank and shop owed: {s:?}");
+    assert_eq!(s.owed, 3, "bank (two destinations) and shop owed: {s:?}");
     assert!(sink.messages().is_empty());
     let first_names: Vec<String> = s.reports.iter().map(|r| r.filename.clone()).collect();
     let lax = s.reports.iter().find(|r| r.domain == "lax.test").unwrap();
@@ -513,7 +524,7 @@ async fn messages_to_mailed_reports() {
         .unwrap();
     assert_eq!(s.owed, 0, "{s:?}");
     let got = sink.messages();
-    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got.len(), 3, "every destination gets the report: {got:?}");
     for m in &got {
         let (name, xml) = attachment(&m.data);
         assert!(
@@ -548,7 +559,11 @@ async fn messages_to_mailed_reports() {
         assert_eq!(m.mail_from, "postmaster@mx.recipient.test");
         match domain {
             "bank.test" => {
-                assert_eq!(m.rcpt, vec!["dmarc@bank.test".to_string()]);
+                assert!(
+                    ["dmarc@bank.test", "dmarc2@bank.test"].contains(&m.rcpt[0].as_str()),
+                    "{:?}",
+                    m.rcpt
+                );
                 assert_eq!(count_in(&xml, BANK_IP, "pass"), 3, "{xml}");
                 assert_eq!(count_in(&xml, SPOOF_IP, "reject"), 2, "{xml}");
                 assert_eq!(
@@ -574,7 +589,42 @@ async fn messages_to_mailed_reports() {
         .await
         .unwrap();
     assert!(s.reports.is_empty(), "nothing reported twice: {s:?}");
-    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(sink.messages().len(), 3);
+    let bank: Vec<_> = got
+        .iter()
+        .filter(|m| {
+            m.data
+                .replace("\r\n ", " ")
+                .contains("Report Domain: bank.test")
+        })
+        .map(|m| attachment(&m.data).0)
+        .collect();
+    assert_eq!(bank.len(), 2);
+    assert_eq!(
+        bank[0], bank[1],
+        "one report, the same file to each destination"
+    );
+
+    // A report over reports.max_report_bytes is not sent (and not owed).
+    let env = Envelope::new(BANK_IP, "mail.bank.test", "alice@bank.test");
+    let o = common::send(milter.addr, &env, &message("bank.test", "big")).await;
+    assert_eq!(o.verdict(), "accept");
+    assert!(recorder.flush(Duration::from_secs(10)).await);
+    let mut small = cfg.reports.clone();
+    small.max_report_bytes = 10;
+    let s = run::report(store.clone(), &rdns, &small, &opts(Output::Send))
+        .await
+        .unwrap();
+    assert_eq!(s.reports.len(), 1, "{s:?}");
+    assert!(
+        s.reports[0]
+            .deliveries
+            .iter()
+            .all(|(_, o)| o.starts_with("refused: ") && o.contains("max_report_bytes")),
+        "{s:?}"
+    );
+    assert_eq!(s.owed, 0);
+    assert_eq!(sink.messages().len(), 3, "nothing sent");
     milter.stop().await;
 }
 
@@ -744,36 +794,71 @@ async fn concurrent_report_runs_send_once() {
         "one report for the period, whoever sent it"
     );
     let (_, xml) = attachment(&sink.messages()[0].data);
+    validate_xml(&xml);
     assert_eq!(xml.matches("<record>").count(), 50);
 }
 
-/// A store that is down: mail flows on, every lost row is counted.
+/// A store that is down: mail flows on, every lost row is counted, in the
+/// metrics and in the log (the real daemon).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_down_loses_no_mail_and_counts_rows() {
+    use common::daemon::{free_port, http_get, wait_listening, Daemon};
     let dns = dns_server().await;
     // Nothing listens there: every write fails.
-    let port = common::daemon::free_port();
-    let db = format!("postgres://authmilter@127.0.0.1:{port}/none");
-    let mut cfg = config(dns.addr, &reports_section(&db, None));
-    cfg.reports.queue_size = 4;
-    let recorder = Recorder::start(&cfg.reports);
-    let milter = common::TestMilter::start_with(cfg, Some(recorder.clone())).await;
+    let db = format!("postgres://authmilter@127.0.0.1:{}/none", free_port());
+    let (port, metrics) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::config_text(dns.addr, "")
+        .replace(
+            "[milter]\n",
+            &format!("[milter]\nsocket = \"inet:127.0.0.1:{port}\"\n"),
+        )
+        .replace(
+            "[reports]\nenabled = false\n",
+            &(reports_section(&db, None) + "queue_size = 4\n"),
+        )
+        + &format!("\n[metrics]\naddress = \"127.0.0.1:{metrics}\"\n");
+    let conf = dir.path().join("down.toml");
+    std::fs::write(&conf, text).unwrap();
+    let mut d = Daemon::spawn(&conf, &dir.path().join("down.log"), Some("info"));
+    d.wait_logged("authmilter listening", 1).await;
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], metrics).into();
+    wait_listening(metrics).await;
     let started = std::time::Instant::now();
-    send_mix(milter.addr).await;
+    send_mix(([127, 0, 0, 1], port).into()).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "mail never waits for the store"
     );
-    // The writer retries its batch, then counts it lost.
-    common::daemon::wait_for("rows counted lost", || recorder.counts().lost() == 8).await;
-    assert_eq!(
-        recorder
-            .counts()
-            .stored
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
-    milter.stop().await;
+    // The writer retries its batch, then counts it lost; a full queue counts at once.
+    let lost = |body: &str| -> u64 {
+        ["queue_full", "storage", "shutdown"]
+            .iter()
+            .filter_map(|o| {
+                let key = format!("authmilter_report_records_total{{outcome=\"{o}\"}} ");
+                body.lines()
+                    .find_map(|l| l.strip_prefix(key.as_str())?.parse::<u64>().ok())
+            })
+            .sum()
+    };
+    let t = std::time::Instant::now();
+    loop {
+        let (_, body) = http_get(metrics, "/metrics").await;
+        if lost(&body) == 8 {
+            assert!(
+                body.contains("authmilter_report_records_total{outcome=\"stored\"} 0"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "8 lost rows not counted:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.wait_logged("DMARC report records lost", 1).await;
+    assert!(d.stop().success());
 }
 
 /// RFC 9991 failure reports: sent for fo=1 to the authorised ruf, header
@@ -804,11 +889,30 @@ async fn failure_reports_are_sent_redacted_and_limited() {
             "Feedback-Type: auth-failure",
             "Auth-Failure: dmarc",
             "Reported-Domain: bank.test",
-            "Identity-Alignment: dkim",
             "Content-Type: text/rfc822-headers",
             "Authentication-Results: mx.recipient.test;",
+            // The copied header, its local parts redacted.
+            "\r\nTo: redacted-",
+            "@recipient.test\r\nSubject: ",
         ] {
             assert!(m.data.contains(want), "{want} in {}", m.data);
+        }
+        // No DKIM signature; SPF aligns (MAIL FROM at bank.test): a pass
+        // names no failed aligned mechanism, a spoof's SPF failed.
+        if m.data.contains("Subject: b") {
+            assert!(
+                m.data.contains("Identity-Alignment: none\r\n"),
+                "{}",
+                m.data
+            );
+        } else {
+            assert!(m.data.contains("Identity-Alignment: spf\r\n"), "{}", m.data);
+            assert!(
+                m.data
+                    .contains("SPF-DNS: txt : bank.test : \"v=spf1 ip4:192.0.2.10 -all\""),
+                "{}",
+                m.data
+            );
         }
         assert!(
             !m.data.contains("alice@"),
@@ -818,4 +922,63 @@ async fn failure_reports_are_sent_redacted_and_limited() {
         assert!(!m.data.contains("Hello."), "no body by default");
     }
     milter.stop().await;
+}
+
+/// RFC 9990 §4 in detail: the authorisation record may name the
+/// destination on the same host; one naming another host refuses both; a
+/// record that is not DMARC authorises nothing; a DNS failure defers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_destination_rules() {
+    use authmilter::reports::authorize::{authorize, Authorization};
+    let mut z = Zones::with_origins();
+    for t in [
+        zone("test", ""),
+        zone("shop.test", "_dmarc IN TXT \"v=DMARC1; p=none\"\n"),
+        zone(
+            "agg.test",
+            "shop.test._report._dmarc IN TXT \"v=DMARC1; rua=mailto:other@agg.test\"\n\
+             hop.test._report._dmarc IN TXT \"v=DMARC1; rua=mailto:x@elsewhere.test\"\n\
+             spf.test._report._dmarc IN TXT \"v=spf1 -all\"\n",
+        ),
+    ] {
+        z.add_zone_text(&t, None);
+    }
+    let dns = authmilter::dns::Dns::from_zones(&Config::default_config().dns, z.0).unwrap();
+    assert_eq!(
+        authorize(&dns, "shop.test", "mailto:r@agg.test", "rua").await,
+        Authorization::Allowed {
+            address: "other@agg.test".into()
+        },
+        "the override on the same host"
+    );
+    assert!(matches!(
+        authorize(&dns, "hop.test", "mailto:r@agg.test", "rua").await,
+        Authorization::Refused(why) if why.contains("another host")
+    ));
+    assert!(matches!(
+        authorize(&dns, "spf.test", "mailto:r@agg.test", "rua").await,
+        Authorization::Refused(_)
+    ));
+    assert!(matches!(
+        authorize(&dns, "none.test", "mailto:r@agg.test", "rua").await,
+        Authorization::Refused(_)
+    ));
+    assert_eq!(
+        authorize(&dns, "shop.test", "mailto:d@sub.shop.test", "rua").await,
+        Authorization::Allowed {
+            address: "d@sub.shop.test".into()
+        },
+        "the same Organizational Domain needs no record"
+    );
+    assert!(
+        matches!(
+            authorize(&dns, "shop.test", "mailto:r@down.example", "rua").await,
+            Authorization::Temporary(_)
+        ),
+        "a DNS failure defers, it does not refuse"
+    );
+    assert!(matches!(
+        authorize(&dns, "shop.test", "https://agg.test/in", "rua").await,
+        Authorization::Refused(_)
+    ));
 }

@@ -369,7 +369,13 @@ impl DmarcLookups {
 
     /// Identifier alignment (RFC 9989 §4.4): identical (strict), or the same
     /// Organizational Domain (relaxed).
-    async fn aligned(&self, dns: &Dns, id: &str, from: &str, strict: bool) -> Result<bool, String> {
+    pub async fn aligned(
+        &self,
+        dns: &Dns,
+        id: &str,
+        from: &str,
+        strict: bool,
+    ) -> Result<bool, String> {
         let id = id.trim_end_matches('.').to_ascii_lowercase();
         if id == from {
             return Ok(true);

@@ -26,7 +26,7 @@ pub struct ReportArgs {
     pub since: Option<String>,
     /// Report up to this time (exclusive; RFC 3339 or `now`, which includes
     /// the current hour). Default: the start of the current UTC day, so only
-    /// complete days are reported.
+    /// complete days are reported (with --since: now).
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
     /// The period of each report when --since is not given (one UTC day).
@@ -160,7 +160,7 @@ pub fn main(config: &Path, args: ReportArgs) -> ExitCode {
             }
         }
         print(&summary, &args);
-        if summary.owed > 0 {
+        if summary.owed > 0 || !summary.errors.is_empty() {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS
@@ -192,6 +192,7 @@ fn print(s: &run::Summary, args: &ReportArgs) {
             "reports": reports,
             "owed": s.owed,
             "leased_elsewhere": s.leased_elsewhere,
+            "errors": s.errors.iter().map(|(d, e)| serde_json::json!({"domain": d, "error": e})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
         return;
@@ -215,6 +216,9 @@ fn print(s: &run::Summary, args: &ReportArgs) {
     }
     for d in &s.leased_elsewhere {
         println!("{d}: skipped, another host is reporting it now");
+    }
+    for (d, e) in &s.errors {
+        println!("{d}: failed: {e}");
     }
     if s.owed > 0 {
         println!(

@@ -55,6 +55,7 @@ pub struct RawReports {
 pub struct RawFailureReports {
     pub enabled: Option<bool>,
     pub max_per_hour: Option<u32>,
+    pub max_total_per_hour: Option<u32>,
     pub include_body: Option<bool>,
     pub redact_local_parts: Option<bool>,
 }

@@ -225,6 +225,10 @@ impl Config {
         let failure = table(vec![
             ("enabled", Some(Value::Boolean(r.failure.enabled))),
             ("max_per_hour", Some(int(r.failure.max_per_hour))),
+            (
+                "max_total_per_hour",
+                Some(int(r.failure.max_total_per_hour)),
+            ),
             ("include_body", Some(Value::Boolean(r.failure.include_body))),
             (
                 "redact_local_parts",

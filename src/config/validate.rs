@@ -864,6 +864,9 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
     reports.failure = crate::reports::FailureConfig {
         enabled: f.enabled.unwrap_or(reports.failure.enabled),
         max_per_hour: f.max_per_hour.unwrap_or(reports.failure.max_per_hour),
+        max_total_per_hour: f
+            .max_total_per_hour
+            .unwrap_or(reports.failure.max_total_per_hour),
         include_body: f.include_body.unwrap_or(reports.failure.include_body),
         redact_local_parts: f
             .redact_local_parts

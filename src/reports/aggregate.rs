@@ -115,3 +115,114 @@ pub fn build(id: &str, domain: &str, begin: i64, end: i64, rows: &[Stored]) -> O
         records: records.into_iter().map(|(r, _)| r).collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::{Published, Row};
+
+    fn row(p: &str, ip: &str) -> Row {
+        Row {
+            published: Published {
+                domain: "example.com".into(),
+                p: p.into(),
+                sp: None,
+                np: None,
+                adkim: "r".into(),
+                aspf: "r".into(),
+                fo: "0".into(),
+                testing: false,
+                psd: None,
+                rua: vec!["mailto:d@example.com".into()],
+            },
+            source_ip: ip.into(),
+            header_from: "example.com".into(),
+            envelope_from: None,
+            disposition: "none".into(),
+            dkim_aligned: false,
+            spf_aligned: false,
+            reasons: vec![],
+            dkim: vec![],
+            spf: None,
+        }
+    }
+
+    #[test]
+    fn one_record_per_tuple_and_the_final_policy() {
+        let rows = vec![
+            Stored {
+                bucket: 0,
+                row: row("none", "192.0.2.1"),
+                count: 2,
+            },
+            Stored {
+                bucket: 3600,
+                row: row("none", "192.0.2.1"),
+                count: 3,
+            },
+            Stored {
+                bucket: 3600,
+                row: row("none", "192.0.2.2"),
+                count: 9,
+            },
+            // The policy changed in the last hour: the report shows the final one.
+            Stored {
+                bucket: 7200,
+                row: row("reject", "192.0.2.1"),
+                count: 1,
+            },
+        ];
+        let r = build("id", "example.com", 0, 10_799, &rows).unwrap();
+        assert_eq!(r.published.p, "reject");
+        assert_eq!(r.messages(), 15);
+        let counts: Vec<(&str, u64)> = r
+            .records
+            .iter()
+            .map(|x| (x.source_ip.as_str(), x.count))
+            .collect();
+        // Hours and policies merge; most messages first.
+        assert_eq!(counts, [("192.0.2.2", 9), ("192.0.2.1", 6)]);
+        assert!(
+            build("id", "example.com", 0, 1, &[]).is_none(),
+            "a report needs a record"
+        );
+    }
+
+    #[test]
+    fn xml_has_version_order_and_escaping() {
+        let mut odd = row("none", "192.0.2.1");
+        odd.dkim.push(crate::reports::DkimResult {
+            domain: "example.com".into(),
+            selector: "a<b>&\u{1}".into(),
+            result: "fail".into(),
+        });
+        let rows = vec![Stored {
+            bucket: 0,
+            row: odd,
+            count: 1,
+        }];
+        let r = build("id1", "example.com", 0, 86_399, &rows).unwrap();
+        let x = crate::reports::xml::render(
+            &r,
+            &crate::reports::xml::Reporter {
+                org_name: "Org & Co",
+                email: "d@example.net",
+            },
+        );
+        assert!(x.contains("<version>1.0</version>"));
+        assert!(x.contains("<org_name>Org &amp; Co</org_name>"));
+        assert!(x.contains("<selector>a&lt;b&gt;&amp;?</selector>"), "{x}");
+        let order = [
+            "<version>",
+            "<report_metadata>",
+            "<policy_published>",
+            "<record>",
+            "<row>",
+            "<identifiers>",
+            "<auth_results>",
+        ];
+        let pos: Vec<usize> = order.iter().map(|t| x.find(t).unwrap()).collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{x}");
+        assert!(x.contains("<begin>0</begin>") && x.contains("<end>86399</end>"));
+    }
+}

@@ -62,8 +62,8 @@ pub struct ReportsConfig {
     pub smtp_relay: String,
     /// How long one SMTP submission may take.
     pub smtp_timeout: Duration,
-    /// Reports larger than this (compressed) are not sent; they are kept
-    /// and logged (RFC 9990 sets no limit; mailbox providers do).
+    /// Reports larger than this (compressed) are not sent (logged; RFC 9990
+    /// sets no limit, mailbox providers do).
     pub max_report_bytes: usize,
     /// Run `report` once a day from the daemon (for hosts without cron).
     pub schedule_daily: bool,
@@ -78,6 +78,8 @@ pub struct FailureConfig {
     /// Reports per destination per hour at most, across every host sharing
     /// the database.
     pub max_per_hour: u32,
+    /// Reports per hour at most in all, across every host.
+    pub max_total_per_hour: u32,
     /// Include the message body (`full`) or only its header (`headers`).
     pub include_body: bool,
     /// Replace local parts of addresses in the copied header with `redacted`.
@@ -103,6 +105,7 @@ impl ReportsConfig {
             failure: FailureConfig {
                 enabled: false,
                 max_per_hour: 10,
+                max_total_per_hour: 200,
                 include_body: false,
                 redact_local_parts: true,
             },

@@ -10,6 +10,10 @@ use std::net::IpAddr;
 
 /// At most this many DKIM results per row (RFC 9990 §3: 100 signatures).
 pub const MAX_DKIM: usize = 100;
+/// At most this many `rua` destinations of one record are used (RFC 9990
+/// §3.5 leaves the number to the receiver; this bounds what one record can
+/// make us send).
+pub const MAX_RUA: usize = 5;
 
 /// The envelope of the message, as the MTA gave it.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +62,7 @@ pub fn observe(ev: &Evidence, verdict: &Verdict, env: &Envelope<'_>) -> Option<R
         fo: record.fo.clone(),
         testing: record.testing,
         psd: record.psd,
-        rua: record.rua.clone(),
+        rua: record.rua.iter().take(MAX_RUA).cloned().collect(),
     };
     let disposition = if d.result == AuthResult::Pass {
         // "pass": no action, passing DMARC with an enforcing policy.
@@ -103,6 +107,9 @@ pub fn observe(ev: &Evidence, verdict: &Verdict, env: &Envelope<'_>) -> Option<R
             result: dkim_word(s.result).into(),
         })
         .collect();
+    // Passing signatures first (RFC 9990 §3.1.3 ranks aligned passes
+    // highest), so a truncation drops failures, never the pass.
+    dkim.sort_by_key(|d| d.result != "pass");
     dkim.truncate(MAX_DKIM);
     let spf = ev.spf_mailfrom.as_ref().map(|s| SpfResult {
         domain: s.domain.to_ascii_lowercase(),
@@ -249,6 +256,36 @@ mod tests {
             "{t:?}"
         );
         assert!(t.published.testing);
+    }
+
+    #[test]
+    fn at_most_100_dkim_results_per_row() {
+        let mut e = ev(REJECT, AuthResult::Fail, AuthResult::Fail);
+        e.dkim = (0..150)
+            .map(|i| DkimEvidence {
+                result: AuthResult::Fail,
+                domain: format!("d{i}.example"),
+                selector: "s".into(),
+                identity: String::new(),
+                algorithm: "rsa-sha256".into(),
+                b_prefix: String::new(),
+                reason: None,
+                local_limit: false,
+            })
+            .collect();
+        e.dkim[120].result = AuthResult::Pass;
+        let r = observe_with(&e, "").unwrap();
+        assert_eq!(r.dkim.len(), MAX_DKIM);
+        assert_eq!(r.dkim[0].domain, "d120.example", "the pass is kept, first");
+        assert_eq!(r.dkim[1].domain, "d0.example");
+    }
+
+    #[test]
+    fn at_most_five_rua_destinations() {
+        let many: Vec<String> = (0..8).map(|i| format!("mailto:d{i}@example.com")).collect();
+        let txt = format!("v=DMARC1; p=reject; rua={}", many.join(","));
+        let r = observe_with(&ev(&txt, AuthResult::Pass, AuthResult::Pass), "").unwrap();
+        assert_eq!(r.published.rua, many[..MAX_RUA]);
     }
 
     #[test]

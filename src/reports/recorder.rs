@@ -6,7 +6,9 @@
 //! (`authmilter_report_records_total{outcome=…}`) and logged.
 
 use super::{
-    bucket_of, failure::FailureJob, now_unix, store, ReportsConfig, Row, Store, StoreError,
+    bucket_of,
+    failure::{self, FailureJob},
+    now_unix, store, ReportsConfig, Row, Store, StoreError,
 };
 use crate::telemetry::metrics as m;
 use std::{
@@ -29,10 +31,12 @@ const LOSS_LOG_EVERY: Duration = Duration::from_secs(10);
 
 enum Item {
     Row(i64, Box<Row>),
-    Failure(Box<FailureJob>),
     /// Write everything queued so far, then answer.
     Flush(oneshot::Sender<()>),
 }
+
+/// How long one write may take before it counts as failed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counts of what happened to recorded rows (also exported as metrics).
 #[derive(Debug, Default)]
@@ -57,6 +61,7 @@ impl Counts {
 pub struct Recorder {
     tx: mpsc::Sender<Item>,
     counts: Arc<Counts>,
+    failures: Option<failure::Sender>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -70,30 +75,33 @@ impl Recorder {
     /// database is opened by the task, with retries: a database that is down
     /// at start delays nothing.
     pub fn start(cfg: &ReportsConfig) -> Self {
-        let (tx, rx) = mpsc::channel(cfg.queue_size.max(1));
-        let counts = Arc::new(Counts::default());
-        let writer = Writer {
-            url: cfg.database.clone(),
-            batch: cfg.batch_size.max(1),
-            counts: counts.clone(),
-            failure: cfg.clone(),
-        };
-        tokio::spawn(writer.run(rx));
-        Self { tx, counts }
+        Self::spawn(cfg, None)
     }
 
     /// Starts the writer on an open store (tests, benchmarks).
     pub fn with_store(cfg: &ReportsConfig, store: Arc<dyn Store>) -> Self {
+        Self::spawn(cfg, Some(store))
+    }
+
+    fn spawn(cfg: &ReportsConfig, store: Option<Arc<dyn Store>>) -> Self {
         let (tx, rx) = mpsc::channel(cfg.queue_size.max(1));
         let counts = Arc::new(Counts::default());
         let writer = Writer {
             url: cfg.database.clone(),
             batch: cfg.batch_size.max(1),
             counts: counts.clone(),
-            failure: cfg.clone(),
+            retention: cfg.retention,
         };
-        tokio::spawn(writer.run_with(rx, Some(store)));
-        Self { tx, counts }
+        let failures = cfg
+            .failure
+            .enabled
+            .then(|| failure::Sender::start(cfg, store.clone()));
+        tokio::spawn(writer.run_with(rx, store));
+        Self {
+            tx,
+            counts,
+            failures,
+        }
     }
 
     /// Queues one row, observed now. Never waits: a full queue loses the row
@@ -115,9 +123,8 @@ impl Recorder {
 
     /// Queues a failure report for sending (RFC 9991).
     pub fn failure(&self, job: FailureJob) {
-        if self.tx.try_send(Item::Failure(Box::new(job))).is_err() {
-            m::failure_report("lost");
-            warn!("DMARC failure report lost: the report queue is full");
+        if let Some(f) = &self.failures {
+            f.queue(job);
         }
     }
 
@@ -158,14 +165,10 @@ struct Writer {
     url: String,
     batch: usize,
     counts: Arc<Counts>,
-    failure: ReportsConfig,
+    retention: Duration,
 }
 
 impl Writer {
-    async fn run(self, rx: mpsc::Receiver<Item>) {
-        self.run_with(rx, None).await
-    }
-
     async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         store::open(&self.url).await
     }
@@ -174,7 +177,13 @@ impl Writer {
         let mut last_log = tokio::time::Instant::now();
         let mut last_prune: Option<tokio::time::Instant> = None;
         let mut buf: Vec<Item> = Vec::with_capacity(self.batch);
-        let failures = super::failure::Sender::new(&self.failure);
+        if store.is_none() {
+            // Open at once, so that a database that is down is logged at start.
+            match self.open().await {
+                Ok(s) => store = Some(s),
+                Err(e) => warn!("DMARC report store {} not open yet: {e}", self.url),
+            }
+        }
         loop {
             buf.clear();
             if rx.recv_many(&mut buf, self.batch).await == 0 {
@@ -185,14 +194,20 @@ impl Writer {
             for item in buf.drain(..) {
                 match item {
                     Item::Row(b, r) => *sums.entry((b, *r)).or_default() += 1,
-                    Item::Failure(job) => failures.queue(*job, store.clone()),
                     Item::Flush(ack) => flushes.push(ack),
                 }
             }
             if !sums.is_empty() {
                 let n: u64 = sums.values().sum();
+                // In key order: hosts writing the same rows lock them in
+                // the same order (no deadlock between them on PostgreSQL).
+                let mut rows: Vec<(i64, String, Row, u64)> = sums
+                    .into_iter()
+                    .map(|((b, r), c)| (b, r.key(), r, c))
+                    .collect();
+                rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                 let rows: Vec<(i64, Row, u64)> =
-                    sums.into_iter().map(|((b, r), c)| (b, r, c)).collect();
+                    rows.into_iter().map(|(b, _, r, c)| (b, r, c)).collect();
                 match self.write(&mut store, &rows).await {
                     Ok(()) => {
                         self.counts.stored.fetch_add(n, Relaxed);
@@ -215,7 +230,7 @@ impl Writer {
             if let Some(s) = &store {
                 if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     last_prune = Some(tokio::time::Instant::now());
-                    let before = now_unix() - self.failure.retention.as_secs() as i64;
+                    let before = now_unix() - self.retention.as_secs() as i64;
                     match s.prune(before).await {
                         Ok(p) if p.unreported_rows > 0 => warn!(
                             rows = p.rows,
@@ -269,9 +284,10 @@ impl Writer {
                     }
                 },
             };
-            match s.add(rows).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
+            match tokio::time::timeout(WRITE_TIMEOUT, s.add(rows)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => last = Some(StoreError(format!("no answer in {WRITE_TIMEOUT:?}"))),
             }
         }
         Err(last.unwrap_or_else(|| StoreError("no attempt made".into())))

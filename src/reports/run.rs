@@ -21,8 +21,11 @@ use tracing::{info, warn};
 
 /// Seconds in the default period (one UTC day).
 pub const DAY: i64 = 86_400;
-/// How long a reporting lease lasts; renewed per report.
+/// How long a reporting lease lasts; renewed before each delivery.
 const LEASE_SECS: i64 = 600;
+/// A report still owed this long after its period ended is given up
+/// (RFC 9990 §3.5: undeliverable data MAY be discarded), logged.
+pub const GIVE_UP_AFTER: i64 = 3 * DAY;
 
 /// Where reports go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +75,15 @@ pub struct Summary {
     pub leased_elsewhere: Vec<String>,
     /// Deliveries to retry on the next run.
     pub owed: usize,
+    /// Domains whose reporting failed on a store error (the others went on).
+    pub errors: Vec<(String, String)>,
+}
+
+/// The lease was lost (taken by another host after it ran out).
+fn lost_lease(domain: &str) -> StoreError {
+    StoreError(format!(
+        "the reporting lease of {domain} passed to another host; stopped"
+    ))
 }
 
 struct Ctx<'a> {
@@ -115,10 +127,12 @@ pub async fn report(
         relay,
     };
     let now = now_unix();
-    let until = match opts.until {
-        Some(u) if u >= now => bucket_of(now) + BUCKET_SECS,
-        Some(u) => bucket_of(u + BUCKET_SECS - 1),
-        None => now.div_euclid(DAY) * DAY,
+    let until = match (opts.until, opts.since) {
+        (Some(u), _) if u >= now => bucket_of(now) + BUCKET_SECS,
+        (Some(u), _) => bucket_of(u + BUCKET_SECS - 1),
+        // --since alone: up to now.
+        (None, Some(_)) => bucket_of(now) + BUCKET_SECS,
+        (None, None) => now.div_euclid(DAY) * DAY,
     };
     let since = opts.since.map(bucket_of).unwrap_or(i64::MIN / 2);
     let mut summary = Summary::default();
@@ -136,9 +150,13 @@ pub async fn report(
         }
         let r = ctx.domain(&domain, since, until, now, &mut summary).await;
         if !opts.dry_run {
-            ctx.store.release(&domain, &opts.holder).await?;
+            let _ = ctx.store.release(&domain, &opts.holder).await;
         }
-        r?;
+        if let Err(e) = r {
+            // One domain's trouble does not stop the others.
+            warn!(domain = domain.as_str(), "DMARC aggregate report: {e}");
+            summary.errors.push((domain, e.0));
+        }
     }
     Ok(summary)
 }
@@ -154,6 +172,16 @@ impl Ctx<'_> {
     ) -> Result<(), StoreError> {
         if !self.opts.dry_run {
             for open in self.store.open_reports(domain).await? {
+                // Files do not stand in for mail: a report built for
+                // sending stays owed to its addresses when --out runs.
+                let for_files = open
+                    .built
+                    .as_ref()
+                    .is_some_and(|b| b.owed.iter().all(|d| d == "file"));
+                if matches!(self.opts.output, Output::Dir(_)) && open.built.is_some() && !for_files
+                {
+                    continue;
+                }
                 self.finish(open, summary).await?;
             }
         }
@@ -174,11 +202,8 @@ impl Ctx<'_> {
             }
         };
         for (from, to) in periods {
-            let begin = if self.opts.since.is_some() {
-                self.opts.since.unwrap_or(from)
-            } else {
-                from
-            };
+            // The rows cover whole hours: so does the date range.
+            let begin = from.max(since);
             let end = to.min(now.max(begin + 1)) - 1;
             let end = end.max(begin);
             let id = new_id(domain, begin, &self.opts.holder);
@@ -187,20 +212,37 @@ impl Ctx<'_> {
                 if let Some(report) = aggregate::build(&id, domain, begin, end, &rows)
                     .filter(|r| !r.published.rua.is_empty())
                 {
-                    let (outcome, _) = self.built(&report);
+                    let (mut outcome, built) = self.built(&report);
+                    // --dry-run --out DIR: the files, and nothing else changes.
+                    if let Output::Dir(dir) = &self.opts.output {
+                        let path = dir.join(&built.filename);
+                        let what = match std::fs::write(&path, &built.body) {
+                            Ok(()) => format!("written to {} (dry run)", path.display()),
+                            Err(e) => format!("not written: {}: {e}", path.display()),
+                        };
+                        outcome.deliveries.push(("file".into(), what));
+                    }
                     summary.reports.push(outcome);
                 }
                 continue;
             }
-            self.store
-                .lease(domain, &self.opts.holder, LEASE_SECS)
-                .await?;
-            if self
+            if !self
                 .store
-                .claim(domain, from, to, &id, (begin, end))
+                .lease(domain, &self.opts.holder, LEASE_SECS)
                 .await?
-                == 0
             {
+                return Err(lost_lease(domain));
+            }
+            let mut claimed = Err(StoreError(String::new()));
+            for attempt in 0..3 {
+                // A deadlock with a writer (PostgreSQL) is retried.
+                claimed = self.store.claim(domain, from, to, &id, (begin, end)).await;
+                if claimed.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            if claimed? == 0 {
                 continue;
             }
             let state = ReportState {
@@ -297,13 +339,35 @@ impl Ctx<'_> {
                 (o, b)
             }
         };
-        let mut owed = Vec::new();
+        let give_up = now_unix() - state.end > GIVE_UP_AFTER;
+        let mut owed = built.owed.clone();
         for dest in &built.owed {
-            let result = self.deliver(&state.domain, &outcome, &built, dest).await;
-            let keep = result.starts_with("retry");
-            if keep {
-                owed.push(dest.clone());
+            if !self
+                .store
+                .lease(&state.domain, &self.opts.holder, LEASE_SECS)
+                .await?
+            {
+                return Err(lost_lease(&state.domain));
+            }
+            let mut result = self.deliver(&state.domain, &outcome, &built, dest).await;
+            if result.starts_with("retry") && give_up {
+                result = format!(
+                    "given up: still undeliverable {} days after the period ({})",
+                    GIVE_UP_AFTER / DAY,
+                    result
+                );
+                warn!(
+                    domain = state.domain.as_str(),
+                    report_id = state.id.as_str(),
+                    "DMARC aggregate report to {dest} {result}"
+                );
+            }
+            if result.starts_with("retry") {
                 summary.owed += 1;
+            } else {
+                owed.retain(|d| d != dest);
+                // Recorded at once: a crash after this delivery does not repeat it.
+                self.store.set_owed(&state.id, &owed).await?;
             }
             outcome.deliveries.push((dest.clone(), result));
         }
@@ -394,13 +458,23 @@ fn hostname_or_localhost() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// When the daily schedule runs next after `now`: 00:15 UTC.
+pub fn next_daily_run(now: i64) -> i64 {
+    let today = now.div_euclid(DAY) * DAY + 15 * 60;
+    if now < today {
+        today
+    } else {
+        today + DAY
+    }
+}
+
 /// The daemon's built-in schedule (`[reports] schedule_daily`): every day
 /// at 00:15 UTC, the complete periods are sent and old rows pruned, as
 /// `authmilter report --send` would from cron.
 pub async fn daily(cfg: ReportsConfig, dns: Dns) {
     loop {
         let now = now_unix();
-        let next = now.div_euclid(DAY) * DAY + DAY + 15 * 60;
+        let next = next_daily_run(now);
         tokio::time::sleep(std::time::Duration::from_secs((next - now).max(1) as u64)).await;
         let store = match super::store::open(&cfg.database).await {
             Ok(s) => s,
@@ -430,5 +504,19 @@ pub async fn daily(cfg: ReportsConfig, dns: Dns) {
         {
             warn!("DMARC report rows not pruned: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_run_is_at_a_quarter_past_midnight_utc() {
+        let day = 1_796_083_200; // 2026-12-01T00:00:00Z
+        assert_eq!(next_daily_run(day), day + 900);
+        assert_eq!(next_daily_run(day + 899), day + 900);
+        assert_eq!(next_daily_run(day + 900), day + DAY + 900);
+        assert_eq!(next_daily_run(day + 80_000), day + DAY + 900);
     }
 }

@@ -46,6 +46,9 @@ pub struct Message {
     pub arc_fields: Vec<(String, Vec<u8>)>,
     /// DKIM2-Signature values, for their key lookups.
     pub dkim2_values: Vec<Vec<u8>>,
+    /// The header block (and the first part of the body, with
+    /// `include_body`) kept for a DMARC failure report, when they are on.
+    pub failure_copy: Option<Vec<u8>>,
     /// The message and its keys, kept for ARC sealing when it is configured.
     pub seal_input: Option<(Vec<u8>, KeyCache)>,
     /// Header block and body, CRLF line ends, for DKIM; bounded by the limit.
@@ -86,6 +89,7 @@ impl Message {
             arc_fields: Vec::new(),
             dkim2_values: Vec::new(),
             seal_input: None,
+            failure_copy: None,
             raw: Vec::new(),
             truncated: false,
             budget: None,

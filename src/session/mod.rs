@@ -564,6 +564,13 @@ impl Session {
                 if self.rt.config.seal.is_some() {
                     msg.seal_input = Some((msg.raw.clone(), keys.clone()));
                 }
+                let r = &self.rt.config.reports;
+                if r.enabled && r.failure.enabled {
+                    msg.failure_copy = Some(crate::reports::failure::copy_of(
+                        &msg.raw,
+                        r.failure.include_body,
+                    ));
+                }
                 let input = MessageInput {
                     raw: std::mem::take(&mut msg.raw),
                     dkim_values: msg.dkim_values.clone(),
@@ -695,6 +702,12 @@ impl Session {
         let (Some(rec), Some(msg)) = (self.rt.reports.as_ref(), self.msg.as_ref()) else {
             return;
         };
+        // Our own users' mail (trusted networks, SMTP AUTH) is not mail
+        // received from the domains' senders: not reported to them.
+        let trust = self.trust(msg);
+        if trust.trusted_network || trust.authenticated.is_some() {
+            return;
+        }
         let env = crate::reports::Envelope {
             client_ip: self.conn.ip,
             mail_from: &msg.mail_from,
@@ -709,7 +722,7 @@ impl Session {
                 &row,
                 &self.rt.checker.dns,
                 &crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v),
-                &msg.raw,
+                msg.failure_copy.as_deref().unwrap_or(&msg.raw),
                 msg.queue_id.clone(),
                 &msg.mail_from,
                 cfg.reports.failure.include_body,

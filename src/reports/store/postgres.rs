@@ -64,7 +64,12 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 const MIGRATION_LOCK: i64 = 0x6175_7468_6d69_6c74;
 
 async fn connect(url: &str) -> Result<Client, StoreError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(err)?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(err)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.keepalives_idle(std::time::Duration::from_secs(60));
+    let (client, conn) = config.connect(NoTls).await.map_err(err)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("PostgreSQL connection closed: {e}");
@@ -214,13 +219,16 @@ impl Store for Postgres {
 
     async fn lease(&self, domain: &str, holder: &str, secs: i64) -> Result<bool, StoreError> {
         client!(self, c);
+        // The database's clock, not each host's: skew cannot stretch a lease.
         let n = c
             .execute(
-                "INSERT INTO report_leases (policy_domain, holder, expires) VALUES ($1, $2, $3)
+                "INSERT INTO report_leases (policy_domain, holder, expires)
+                 VALUES ($1, $2, EXTRACT(EPOCH FROM now())::bigint + $3)
                  ON CONFLICT (policy_domain) DO UPDATE
                  SET holder = excluded.holder, expires = excluded.expires
-                 WHERE report_leases.expires < $4 OR report_leases.holder = excluded.holder",
-                &[&domain, &holder, &(now() + secs), &now()],
+                 WHERE report_leases.expires < EXTRACT(EPOCH FROM now())::bigint
+                    OR report_leases.holder = excluded.holder",
+                &[&domain, &holder, &secs],
             )
             .await
             .map_err(err)?;

@@ -147,7 +147,7 @@ impl Store for Sqlite {
             .map(|(b, r, n)| (*b, r.published.domain.clone(), r.key(), r.json(), *n as i64))
             .collect();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO dmarc_rows (bucket, policy_domain, row_key, row_json, count)
@@ -243,7 +243,7 @@ impl Store for Sqlite {
     ) -> Result<u64, StoreError> {
         let (domain, id) = (domain.to_string(), id.to_string());
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
                 "UPDATE dmarc_rows SET report_id = ?1
                  WHERE report_id IS NULL AND policy_domain = ?2 AND bucket >= ?3 AND bucket < ?4",
@@ -375,7 +375,7 @@ impl Store for Sqlite {
 
     async fn prune(&self, before: i64) -> Result<Pruned, StoreError> {
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let unreported: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM dmarc_rows WHERE bucket < ?1 AND report_id IS NULL",
                 params![before],
