@@ -76,6 +76,7 @@ fuzz_target!(|data: &[u8]| {
             policy_domain: Some(pick(2)),
             from_unusable: false,
             local_limit: false,
+            record: None,
         },
     };
     well_formed(&auth_results::build("mx.example", &ev, &Verdict::accept()));
