@@ -10,7 +10,7 @@ use crate::{
     capture::Envelope,
     checks::evidence::{AuthResult, Evidence},
     config::Config,
-    dns::{capture::Recorder, zones::ZoneSet, Dns},
+    dns::capture::Recorder,
     policy::{Action, Reply},
     session::{Client, Outcome, Session},
     stats::Stats,
@@ -222,18 +222,7 @@ pub fn main(config: Option<&Path>, args: CheckArgs) -> ExitCode {
         auth: args.auth.clone(),
         queue_id: args.queue_id.clone(),
     };
-    let dns = if args.dns_zone.is_empty() {
-        Dns::new(&config.dns)
-    } else {
-        let mut zones = ZoneSet::with_origins();
-        for f in &args.dns_zone {
-            if let Err(e) = zones.load(f) {
-                return fail(e);
-            }
-        }
-        Dns::from_zones(&config.dns, zones)
-    };
-    let dns = match dns {
+    let dns = match super::dns_from(&config.dns, &args.dns_zone) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };

@@ -79,6 +79,22 @@ pub struct ShowArgs {
     pub defaults: bool,
 }
 
+/// The resolver of `--dns-zone FILE...`: answers from those zone files
+/// (names outside them SERVFAIL), or the configured resolver without any.
+pub(crate) fn dns_from(
+    cfg: &crate::dns::DnsConfig,
+    zone_files: &[PathBuf],
+) -> Result<crate::dns::Dns, String> {
+    if zone_files.is_empty() {
+        return crate::dns::Dns::new(cfg);
+    }
+    let mut zones = crate::dns::zones::ZoneSet::with_origins();
+    for f in zone_files {
+        zones.load(f)?;
+    }
+    crate::dns::Dns::from_zones(cfg, zones)
+}
+
 /// The clap definition, for the man page.
 pub fn command() -> clap::Command {
     Cli::command()

@@ -4,7 +4,6 @@
 
 use crate::{
     config::Config,
-    dns::{zones::ZoneSet, Dns},
     reports::{
         now_unix,
         run::{self, Options, Output},
@@ -100,18 +99,7 @@ pub fn main(config: &Path, args: ReportArgs) -> ExitCode {
             return usage(format!("--out {}: not a directory", dir.display()));
         }
     }
-    let dns = if args.dns_zone.is_empty() {
-        Dns::new(&config.dns)
-    } else {
-        let mut zones = ZoneSet::with_origins();
-        for f in &args.dns_zone {
-            if let Err(e) = zones.load(f) {
-                return usage(e);
-            }
-        }
-        Dns::from_zones(&config.dns, zones)
-    };
-    let dns = match dns {
+    let dns = match super::dns_from(&config.dns, &args.dns_zone) {
         Ok(d) => d,
         Err(e) => return usage(e),
     };

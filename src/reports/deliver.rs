@@ -123,11 +123,24 @@ pub fn build(m: Mail<'_>) -> Result<Message, SendError> {
 /// Submits `msg` to the relay (plain SMTP: the relay is local or on a
 /// trusted network; it delivers onwards with STARTTLS as it is configured).
 pub async fn send(relay: &Relay, msg: Message) -> Result<(), SendError> {
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(relay.host.as_str())
-        .port(relay.port)
-        .timeout(Some(relay.timeout))
-        .build();
-    match tokio::time::timeout(relay.timeout * 2, transport.send(msg)).await {
+    submit(relay, relay.transport().send(msg)).await
+}
+
+impl Relay {
+    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.as_str())
+            .port(self.port)
+            .timeout(Some(self.timeout))
+            .build()
+    }
+}
+
+/// One submission, bounded in time, its error classified.
+async fn submit<T>(
+    relay: &Relay,
+    sending: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<(), SendError> {
+    match tokio::time::timeout(relay.timeout * 2, sending).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(SendError {
             permanent: e.is_permanent(),
@@ -152,21 +165,7 @@ pub async fn send_raw(relay: &Relay, from: &str, to: &str, raw: &[u8]) -> Result
         vec![to.parse().map_err(|e| bad(format!("{to}: {e}")))?],
     )
     .map_err(|e| bad(e.to_string()))?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(relay.host.as_str())
-        .port(relay.port)
-        .timeout(Some(relay.timeout))
-        .build();
-    match tokio::time::timeout(relay.timeout * 2, transport.send_raw(&envelope, raw)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(SendError {
-            permanent: e.is_permanent(),
-            message: e.to_string(),
-        }),
-        Err(_) => Err(SendError {
-            permanent: false,
-            message: format!("no answer from {}:{} in time", relay.host, relay.port),
-        }),
-    }
+    submit(relay, relay.transport().send_raw(&envelope, raw)).await
 }
 
 #[cfg(test)]

@@ -175,6 +175,58 @@ pub fn valid_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// The schema steps both backends apply, in order; `{id}`, `{int}` and
+/// `{blob}` stand for each backend's own column types.
+const SCHEMA: &[&str] = &["
+CREATE TABLE dmarc_rows (
+    id {id},
+    bucket {int} NOT NULL,
+    policy_domain TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    row_json TEXT NOT NULL,
+    count {int} NOT NULL,
+    report_id TEXT
+);
+CREATE UNIQUE INDEX dmarc_rows_open ON dmarc_rows (bucket, row_key) WHERE report_id IS NULL;
+CREATE INDEX dmarc_rows_domain ON dmarc_rows (policy_domain, bucket);
+CREATE INDEX dmarc_rows_report ON dmarc_rows (report_id);
+CREATE TABLE report_leases (
+    policy_domain TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires {int} NOT NULL
+);
+CREATE TABLE reports (
+    id TEXT PRIMARY KEY,
+    policy_domain TEXT NOT NULL,
+    begin_ts {int} NOT NULL,
+    end_ts {int} NOT NULL,
+    state TEXT NOT NULL,
+    filename TEXT,
+    body {blob},
+    owed TEXT,
+    created {int} NOT NULL
+);
+CREATE INDEX reports_domain ON reports (policy_domain, state);
+CREATE TABLE failure_rate (
+    destination TEXT NOT NULL,
+    bucket {int} NOT NULL,
+    count {int} NOT NULL,
+    PRIMARY KEY (destination, bucket)
+);
+"];
+
+/// The schema steps with one backend's column types.
+pub(crate) fn migrations(id: &str, int: &str, blob: &str) -> Vec<String> {
+    SCHEMA
+        .iter()
+        .map(|s| {
+            s.replace("{id}", id)
+                .replace("{int}", int)
+                .replace("{blob}", blob)
+        })
+        .collect()
+}
+
 /// Parses a stored row's JSON.
 pub(crate) fn parse_row(json: &str) -> Result<Row, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError(format!("stored row unreadable: {e}")))

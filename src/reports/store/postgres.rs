@@ -11,45 +11,6 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-/// The schema, step by step; `authmilter_schema.version` counts the steps applied.
-const MIGRATIONS: &[&str] = &["
-CREATE TABLE dmarc_rows (
-    id BIGSERIAL PRIMARY KEY,
-    bucket BIGINT NOT NULL,
-    policy_domain TEXT NOT NULL,
-    row_key TEXT NOT NULL,
-    row_json TEXT NOT NULL,
-    count BIGINT NOT NULL,
-    report_id TEXT
-);
-CREATE UNIQUE INDEX dmarc_rows_open ON dmarc_rows (bucket, row_key) WHERE report_id IS NULL;
-CREATE INDEX dmarc_rows_domain ON dmarc_rows (policy_domain, bucket);
-CREATE INDEX dmarc_rows_report ON dmarc_rows (report_id);
-CREATE TABLE report_leases (
-    policy_domain TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    expires BIGINT NOT NULL
-);
-CREATE TABLE reports (
-    id TEXT PRIMARY KEY,
-    policy_domain TEXT NOT NULL,
-    begin_ts BIGINT NOT NULL,
-    end_ts BIGINT NOT NULL,
-    state TEXT NOT NULL,
-    filename TEXT,
-    body BYTEA,
-    owed TEXT,
-    created BIGINT NOT NULL
-);
-CREATE INDEX reports_domain ON reports (policy_domain, state);
-CREATE TABLE failure_rate (
-    destination TEXT NOT NULL,
-    bucket BIGINT NOT NULL,
-    count BIGINT NOT NULL,
-    PRIMARY KEY (destination, bucket)
-);
-"];
-
 /// The PostgreSQL store.
 pub struct Postgres {
     url: String,
@@ -76,6 +37,24 @@ async fn connect(url: &str) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+/// The schema steps (`super::migrations`); `authmilter_schema.version` counts the steps applied.
+fn migrations() -> Vec<String> {
+    super::migrations("BIGSERIAL PRIMARY KEY", "BIGINT", "BYTEA")
+}
+
+/// (bucket, row_json, count) rows as [`Stored`].
+fn to_stored(rows: &[tokio_postgres::Row]) -> Result<Vec<Stored>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(Stored {
+                bucket: r.get(0),
+                row: parse_row(r.get(1))?,
+                count: r.get::<_, i64>(2) as u64,
+            })
+        })
+        .collect()
 }
 
 fn now() -> i64 {
@@ -114,13 +93,13 @@ impl Postgres {
                 0
             }
         };
-        if version as usize > MIGRATIONS.len() {
+        if version as usize > migrations().len() {
             return Err(StoreError(format!(
                 "schema version {version} is newer than this authmilter knows ({})",
-                MIGRATIONS.len()
+                migrations().len()
             )));
         }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (i, step) in migrations().iter().enumerate().skip(version as usize) {
             tx.batch_execute(step).await.map_err(err)?;
             tx.execute(
                 "UPDATE authmilter_schema SET version = $1",
@@ -293,15 +272,7 @@ impl Store for Postgres {
             )
             .await
             .map_err(err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Stored {
-                    bucket: r.get(0),
-                    row: parse_row(r.get(1))?,
-                    count: r.get::<_, i64>(2) as u64,
-                })
-            })
-            .collect()
+        to_stored(&rows)
     }
 
     async fn claimed(&self, id: &str) -> Result<Vec<Stored>, StoreError> {
@@ -313,15 +284,7 @@ impl Store for Postgres {
             )
             .await
             .map_err(err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Stored {
-                    bucket: r.get(0),
-                    row: parse_row(r.get(1))?,
-                    count: r.get::<_, i64>(2) as u64,
-                })
-            })
-            .collect()
+        to_stored(&rows)
     }
 
     async fn open_reports(&self, domain: &str) -> Result<Vec<ReportState>, StoreError> {

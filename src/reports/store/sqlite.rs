@@ -9,45 +9,6 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::{Arc, Mutex};
 
-/// The schema, step by step; `PRAGMA user_version` is the number of steps applied.
-const MIGRATIONS: &[&str] = &["
-CREATE TABLE dmarc_rows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    bucket INTEGER NOT NULL,
-    policy_domain TEXT NOT NULL,
-    row_key TEXT NOT NULL,
-    row_json TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    report_id TEXT
-);
-CREATE UNIQUE INDEX dmarc_rows_open ON dmarc_rows (bucket, row_key) WHERE report_id IS NULL;
-CREATE INDEX dmarc_rows_domain ON dmarc_rows (policy_domain, bucket);
-CREATE INDEX dmarc_rows_report ON dmarc_rows (report_id);
-CREATE TABLE report_leases (
-    policy_domain TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    expires INTEGER NOT NULL
-);
-CREATE TABLE reports (
-    id TEXT PRIMARY KEY,
-    policy_domain TEXT NOT NULL,
-    begin_ts INTEGER NOT NULL,
-    end_ts INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    filename TEXT,
-    body BLOB,
-    owed TEXT,
-    created INTEGER NOT NULL
-);
-CREATE INDEX reports_domain ON reports (policy_domain, state);
-CREATE TABLE failure_rate (
-    destination TEXT NOT NULL,
-    bucket INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (destination, bucket)
-);
-"];
-
 /// The SQLite store.
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
@@ -107,13 +68,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: usize = conn
         .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
         .map_err(err)? as usize;
-    if version > MIGRATIONS.len() {
+    if version > migrations().len() {
         return Err(StoreError(format!(
             "schema version {version} is newer than this authmilter knows ({})",
-            MIGRATIONS.len()
+            migrations().len()
         )));
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, step) in migrations().iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(step).map_err(err)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
@@ -133,6 +94,11 @@ fn to_stored(raw: Vec<(i64, String, i64)>) -> Result<Vec<Stored>, StoreError> {
             })
         })
         .collect()
+}
+
+/// The schema steps (`super::migrations`); `PRAGMA user_version` is the number of steps applied.
+fn migrations() -> Vec<String> {
+    super::migrations("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "BLOB")
 }
 
 fn now() -> i64 {
