@@ -11,7 +11,9 @@
 //! server on 127.0.0.1 answers the first lookups). `floor/mix-N` is SHA-256
 //! over the same message plus one signature verification per signature:
 //! the work no implementation can avoid. The ratio of the two is how far
-//! the pipeline is from the floor.
+//! the pipeline is from the floor. `pipeline+reports/mix-N` is the pipeline
+//! with DMARC report recording on (`[reports]`, SQLite in a temp folder, as
+//! the daemon runs by default): the difference is what recording costs.
 
 #[path = "../tests/common/dns_server.rs"]
 mod dns_server;
@@ -30,6 +32,8 @@ fn benches(c: &mut Criterion) {
     let keys = mix::keys();
     let dns = tokio.block_on(TestDns::start(mix::zones(&keys)));
     let rt = session::runtime(&tokio, dns.addr, "pipeline.toml");
+    let db = tempfile::tempdir().unwrap();
+    let recording = session::runtime_recording(&tokio, dns.addr, &db.path().join("r.sqlite"));
     let msgs = mix::mix(&keys);
     let floor = Floor::new(&keys);
 
@@ -52,11 +56,26 @@ fn benches(c: &mut Criterion) {
             b.to_async(&tokio)
                 .iter(|| session::run(&rt, m, &fields, body))
         });
+        let got = tokio.block_on(session::run(&recording, m, &fields, body));
+        assert_eq!(got, want, "mix-{i} recording");
+        group.bench_with_input(BenchmarkId::new("pipeline+reports", &label), m, |b, m| {
+            b.to_async(&tokio)
+                .iter(|| session::run(&recording, m, &fields, body))
+        });
         group.bench_with_input(BenchmarkId::new("floor", &label), m, |b, m| {
             b.iter(|| floor.message(m))
         });
     }
     group.finish();
+    let counts = recording.reports.as_ref().unwrap().counts();
+    tokio.block_on(
+        recording
+            .reports
+            .as_ref()
+            .unwrap()
+            .flush(std::time::Duration::from_secs(30)),
+    );
+    assert_eq!(counts.lost(), 0, "report rows lost in the benchmark");
 }
 
 criterion_group!(pipeline_benches, benches);

@@ -19,6 +19,28 @@ pub fn runtime(tokio: &tokio::runtime::Runtime, dns: SocketAddr, name: &str) -> 
     Arc::new(Runtime::new(config, Arc::new(Stats::default())).unwrap())
 }
 
+/// The same runtime recording DMARC report rows into a SQLite file, as the
+/// daemon does by default (`[reports]`).
+pub fn runtime_recording(
+    tokio: &tokio::runtime::Runtime,
+    dns: SocketAddr,
+    db: &std::path::Path,
+) -> Arc<Runtime> {
+    let config = Config::parse(
+        &format!(
+            "[milter]\nauthserv_id = \"mx.bench\"\n[dns]\nnameservers = [\"{dns}\"]\n[policy]\ntrusted_networks = []\n[reports]\ndatabase = \"sqlite:{}\"\n",
+            db.display()
+        ),
+        "recording.toml",
+    )
+    .unwrap();
+    let _guard = tokio.enter();
+    let recorder = authmilter::reports::Recorder::start(&config.reports);
+    let mut rt = Runtime::new(config, Arc::new(Stats::default())).unwrap();
+    rt.reports = Some(recorder);
+    Arc::new(rt)
+}
+
 /// A message's header fields as the session takes them.
 pub fn fields(m: &Msg) -> Vec<(String, Vec<u8>)> {
     m.fields

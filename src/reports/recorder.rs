@@ -35,6 +35,10 @@ enum Item {
     Flush(oneshot::Sender<()>),
 }
 
+/// How long the writer lets rows gather after the first one arrives: at
+/// most about ten transactions a second however mail trickles in (one
+/// transaction per message would cost a commit per message).
+const LINGER: Duration = Duration::from_millis(100);
 /// How long one write may take before it counts as failed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -188,6 +192,15 @@ impl Writer {
             buf.clear();
             if rx.recv_many(&mut buf, self.batch).await == 0 {
                 return; // every handle is gone
+            }
+            if buf.len() < self.batch && !buf.iter().any(|i| matches!(i, Item::Flush(_))) {
+                tokio::time::sleep(LINGER).await;
+                while buf.len() < self.batch {
+                    match rx.try_recv() {
+                        Ok(item) => buf.push(item),
+                        Err(_) => break,
+                    }
+                }
             }
             let mut sums: HashMap<(i64, Row), u64> = HashMap::new();
             let mut flushes = Vec::new();
