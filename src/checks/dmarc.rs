@@ -24,7 +24,6 @@ pub struct Record {
     /// `psd=y` → `Some(true)`, `psd=n` → `Some(false)`, absent or `u` → `None`.
     pub psd: Option<bool>,
     pub testing: bool,
-    pub has_rua: bool,
     /// The valid `rua` URIs, in record order (RFC 9990 aggregate reports).
     pub rua: Vec<String>,
     /// The valid `ruf` URIs, in record order (RFC 9991 failure reports).
@@ -132,7 +131,6 @@ impl Record {
             aspf_strict: false,
             psd: None,
             testing: false,
-            has_rua: false,
             rua: Vec::new(),
             ruf: Vec::new(),
             fo: "0".into(),
@@ -169,17 +167,14 @@ impl Record {
                     }
                 }
                 "t" => r.testing = lower == "y",
-                "rua" => {
-                    r.rua = valid_uris(v);
-                    r.has_rua = !r.rua.is_empty();
-                }
+                "rua" => r.rua = valid_uris(v),
                 "ruf" => r.ruf = valid_uris(v),
                 "fo" => r.fo = v.to_string(),
                 _ => {}
             }
         }
         if r.p.is_none() || bad_policy {
-            if !r.has_rua {
+            if r.rua.is_empty() {
                 return None;
             }
             r.p = Some(DmarcPolicy::None);
@@ -721,6 +716,26 @@ async fn evaluate_single(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_uris_drop_the_obsolete_size_and_invalid_entries() {
+        // RFC 9990 §4: `!size` is parsed and ignored; a list keeps its valid URIs.
+        assert_eq!(
+            valid_uris(" mailto:a@example.com!10m , bad uri, mailto:b@example.org "),
+            ["mailto:a@example.com", "mailto:b@example.org"]
+        );
+        let r = Record::parse(
+            b"v=DMARC1; p=none; rua=mailto:a@example.com!5k; ruf=mailto:f@example.com; fo=1:d",
+        )
+        .unwrap();
+        assert_eq!(r.rua, ["mailto:a@example.com"]);
+        assert_eq!(r.ruf, ["mailto:f@example.com"]);
+        assert_eq!(r.fo, "1:d");
+        assert_eq!(Record::parse(b"v=DMARC1; p=none").unwrap().fo, "0");
+        // Without p, a record stands only on a valid rua (RFC 9989 §4.10.1).
+        assert!(Record::parse(b"v=DMARC1; rua=not a uri").is_none());
+        assert!(Record::parse(b"v=DMARC1; rua=mailto:a@example.com").is_some());
+    }
 
     #[test]
     fn walk_skips_long_names() {

@@ -176,15 +176,12 @@ pub struct Row {
 }
 
 impl Row {
-    /// A stable key for equal rows: the hex SHA-256 of the canonical JSON.
-    pub fn key(&self) -> String {
+    /// What is stored for this row: a stable key for equal rows (the hex
+    /// SHA-256 of the canonical JSON) and that JSON text.
+    pub fn key_and_json(&self) -> (String, String) {
         use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(self.json().as_bytes()))
-    }
-
-    /// The canonical JSON text stored for this row.
-    pub fn json(&self) -> String {
-        serde_json::to_string(self).expect("rows serialize")
+        let json = serde_json::to_string(self).expect("rows serialize");
+        (hex::encode(sha2::Sha256::digest(json.as_bytes())), json)
     }
 }
 

@@ -212,15 +212,8 @@ impl Writer {
             }
             if !sums.is_empty() {
                 let n: u64 = sums.values().sum();
-                // In key order: hosts writing the same rows lock them in
-                // the same order (no deadlock between them on PostgreSQL).
-                let mut rows: Vec<(i64, String, Row, u64)> = sums
-                    .into_iter()
-                    .map(|((b, r), c)| (b, r.key(), r, c))
-                    .collect();
-                rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                 let rows: Vec<(i64, Row, u64)> =
-                    rows.into_iter().map(|(b, _, r, c)| (b, r, c)).collect();
+                    sums.into_iter().map(|((b, r), c)| (b, r, c)).collect();
                 match self.write(&mut store, &rows).await {
                     Ok(()) => {
                         self.counts.stored.fetch_add(n, Relaxed);

@@ -147,13 +147,20 @@ impl Store for Postgres {
             )
             .await
             .map_err(err)?;
-        for (b, r, n) in rows {
-            tx.execute(
-                &st,
-                &[b, &r.published.domain, &r.key(), &r.json(), &(*n as i64)],
-            )
-            .await
-            .map_err(err)?;
+        // In key order: hosts writing the same rows lock them in the same
+        // order, so they cannot deadlock each other.
+        let mut keyed: Vec<(i64, String, String, &Row, i64)> = rows
+            .iter()
+            .map(|(b, r, n)| {
+                let (key, json) = r.key_and_json();
+                (*b, key, json, r, *n as i64)
+            })
+            .collect();
+        keyed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (b, key, json, r, n) in &keyed {
+            tx.execute(&st, &[b, &r.published.domain, key, json, n])
+                .await
+                .map_err(err)?;
         }
         tx.commit().await.map_err(err)
     }

@@ -110,7 +110,10 @@ impl Store for Sqlite {
     async fn add(&self, rows: &[(i64, Row, u64)]) -> Result<(), StoreError> {
         let rows: Vec<(i64, String, String, String, i64)> = rows
             .iter()
-            .map(|(b, r, n)| (*b, r.published.domain.clone(), r.key(), r.json(), *n as i64))
+            .map(|(b, r, n)| {
+                let (key, json) = r.key_and_json();
+                (*b, r.published.domain.clone(), key, json, *n as i64)
+            })
             .collect();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
