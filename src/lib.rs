@@ -22,6 +22,8 @@
 //! - [`listener`]: binding `inet:` / `unix:` sockets (TCP_NODELAY, permissions).
 //! - [`stats`]: counters of verdicts, logged on shutdown.
 //! - [`systemd`]: `sd_notify` readiness, reload and stop notifications.
+//! - [`doctor`]: the sender side: a domain's DNS checked as receivers check
+//!   it (`authmilter doctor`), with the same checks and resolver.
 
 pub mod actions;
 pub mod capture;
@@ -29,6 +31,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod doctor;
 pub mod listener;
 pub mod milter;
 pub mod policy;

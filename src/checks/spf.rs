@@ -143,3 +143,25 @@ pub async fn check_helo(dns: &Dns, cfg: &viaspf::Config, ip: IpAddr, helo: &str)
         },
     }
 }
+
+/// Whether `domain`'s SPF policy authorises `ip` (as for `MAIL FROM:<postmaster@domain>`),
+/// with the mechanism that decided or the error: `authmilter doctor`'s per-address check,
+/// through the same evaluation the milter runs.
+pub async fn authorizes(
+    dns: &Dns,
+    cfg: &viaspf::Config,
+    ip: IpAddr,
+    domain: &str,
+) -> (AuthResult, Option<String>) {
+    let Ok(sender) = Sender::from_domain(domain) else {
+        return (AuthResult::None, Some("not a domain name".into()));
+    };
+    let helo = DomainName::new(domain).ok();
+    let q = viaspf::evaluate_sender(dns, cfg, ip, &sender, helo.as_ref()).await;
+    let cause = match q.cause {
+        Some(SpfResultCause::Match(m)) => Some(m.to_string()),
+        Some(SpfResultCause::Error(e)) => Some(e.to_string()),
+        None => None,
+    };
+    (map_result(&q.spf_result), cause)
+}

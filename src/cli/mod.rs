@@ -1,6 +1,6 @@
 //! The command line: `run` (the daemon, also the default), `check` (one
-//! message offline), `report` (DMARC aggregate reports), `config check`
-//! and `config show`.
+//! message offline), `report` (DMARC aggregate reports), `doctor` (a
+//! sending domain's DNS), `config check` and `config show`.
 //!
 //! Exit codes, for every subcommand: 0 success; 1 the work itself failed
 //! (the daemon could not start or stopped on an error, a check could not
@@ -8,6 +8,7 @@
 
 mod check;
 mod config_cmd;
+mod doctor;
 pub mod eml;
 pub mod report;
 mod run;
@@ -28,10 +29,12 @@ Examples:
   authmilter check --dns-zone capture.zone --explain message.eml
   authmilter report --send            (from cron, daily: every complete day)
   authmilter report --until now --out /tmp/reports
+  authmilter doctor example.com --ip 192.0.2.1 --selector s1
 
 Exit codes: 0 success; 1 the work failed (the daemon could not start, a
 message could not be evaluated, a report could not be delivered and is
-owed); 2 bad usage, invalid configuration or unreadable input.";
+owed; doctor: mistakes found); 2 bad usage, invalid configuration or
+unreadable input (doctor: the check could not run).";
 
 /// Inbound mail authentication milter: iprev, SPF, DKIM and DMARC with enforcement.
 #[derive(Parser, Debug)]
@@ -57,6 +60,8 @@ pub enum Command {
     Check(Box<check::CheckArgs>),
     /// Build the DMARC aggregate reports (RFC 9990) and mail them or write them out.
     Report(Box<report::ReportArgs>),
+    /// Check a sending domain's DNS (MX, PTR, SPF, DKIM, DMARC) and explain each mistake.
+    Doctor(Box<doctor::DoctorArgs>),
     /// Validate or print the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -139,6 +144,7 @@ pub fn main() -> ExitCode {
         None | Some(Command::Run) => run::main(path),
         Some(Command::Check(args)) => check::main(cli.config.as_deref(), *args),
         Some(Command::Report(args)) => report::main(&path, *args),
+        Some(Command::Doctor(args)) => doctor::main(cli.config.as_deref(), *args),
         Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&path),
         Some(Command::Config(ConfigCommand::Show(a))) => {
             config_cmd::show((!a.defaults).then_some(path.as_path()))

@@ -355,14 +355,55 @@ impl Dns {
     /// TXT records, each with its character-strings joined (RFC 7208 §3.3).
     pub async fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, LookupError> {
         Ok(self
+            .txt_strings(name)
+            .await?
+            .into_iter()
+            .map(|strings| strings.concat())
+            .collect())
+    }
+
+    /// TXT records, each as its character-strings (`authmilter doctor`
+    /// checks how a long record was split).
+    pub async fn txt_strings(&self, name: &str) -> Result<Vec<Vec<Vec<u8>>>, LookupError> {
+        Ok(self
             .lookup(name, RecordType::TXT)
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::TXT(t) => Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.to_vec()).collect()),
                 _ => None,
             })
             .collect())
+    }
+
+    /// The CNAME target of a name, when it is an alias.
+    pub async fn cname(&self, name: &str) -> Result<String, LookupError> {
+        self.lookup(name, RecordType::CNAME)
+            .await?
+            .into_iter()
+            .find_map(|r| match r {
+                RData::CNAME(c) => Some(raw_name(&c.0)),
+                _ => None,
+            })
+            .ok_or(LookupError::NoData)
+    }
+
+    /// The NS names of a zone apex, lower-cased, without the trailing dot.
+    pub async fn ns(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::NS)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::NS(n) => Some(raw_name(&n.0).to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Whether answers come from zone files rather than the network.
+    pub fn is_offline(&self) -> bool {
+        matches!(self.source, Source::Zones(_))
     }
 
     pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupError> {
