@@ -28,8 +28,11 @@ pub enum Answer {
     Authoritative,
     /// An answer, but not an authoritative one with the SOA: the rcode and AA bit.
     NotAuthoritative { rcode: ResponseCode, aa: bool },
-    /// No answer within the timeout (or a network error: its text).
+    /// No answer within the timeout, or the server refused (its text).
     NoAnswer(String),
+    /// This machine could not send the query (no IPv6 route, say): not
+    /// the server's fault.
+    NotAsked(String),
 }
 
 /// Asks `server` for the SOA of `zone` without recursion.
@@ -50,10 +53,17 @@ pub async fn ask_soa(server: SocketAddr, zone: &str, timeout: Duration) -> Answe
     } else {
         "[::]:0".parse().expect("an address")
     };
-    let exchange = async {
+    let sent = async {
         let sock = tokio::net::UdpSocket::bind(bind).await?;
         sock.connect(server).await?;
         sock.send(&bytes).await?;
+        Ok::<_, std::io::Error>(sock)
+    };
+    let sock = match sent.await {
+        Ok(s) => s,
+        Err(e) => return Answer::NotAsked(e.to_string()),
+    };
+    let exchange = async {
         let mut buf = vec![0u8; 4096];
         loop {
             let n = sock.recv(&mut buf).await?;
@@ -148,6 +158,11 @@ pub async fn check(dns: &Dns, domain: &str, opts: &Options) -> Vec<Finding> {
                         .why("Resolvers that pick this server time out; receivers see SERVFAIL or a timeout for your SPF, DKIM and DMARC records and defer or reject the mail.")
                         .reply("451 4.7.x temperror (SPF/DKIM/DMARC temporary failure); 450 4.1.8 Domain not found (temporary)")
                         .fix(format!("Bring {ns} back, open UDP and TCP port 53 to it, or remove it from the NS records and the registrar's delegation.")),
+                ),
+                Answer::NotAsked(e) => out.push(
+                    Finding::new(AREA, "dns.name_server_not_checked", Severity::Warning, ns.clone(), format!("the name server {ns} ({ip}) could not be asked from this machine: {e}"))
+                        .why("The query could not leave this machine (typically no IPv6 route here), so nothing is known about this server; receivers with a route may still reach it.")
+                        .fix(format!("Run doctor from a machine with {} connectivity to check {ns}.", if ip.is_ipv6() { "IPv6" } else { "IPv4" })),
                 ),
                 Answer::NotAuthoritative { rcode, aa } => out.push(
                     Finding::new(AREA, "dns.lame_delegation", Severity::Error, ns.clone(), format!("the name server {ns} ({ip}) is not authoritative for {zone} (lame delegation): {rcode}{}", if aa { "" } else { ", no AA bit" }))

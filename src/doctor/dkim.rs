@@ -49,10 +49,18 @@ pub async fn check(dns: &Dns, domain: &str, selectors: &[String]) -> Outcome {
     for sel in &list {
         let name = format!("{sel}._domainkey.{domain}");
         match dns.txt(&name).await {
+            // A guessed selector answered by something that is no key
+            // record (a wildcard TXT such as "v=spf1 -all"): nothing there.
+            Ok(txts) if !given && !txts.iter().any(|t| looks_like_key(t)) => {}
             Ok(txts) => {
                 found += 1;
                 let mut f = record(&name, sel, &txts, given);
-                if f.iter().all(|f| f.severity != Severity::Error) {
+                // A revoked key (empty p=) is only a warning when guessed,
+                // but verifies nothing.
+                if f
+                    .iter()
+                    .all(|f| f.severity != Severity::Error && f.id != "dkim.revoked")
+                {
                     usable += 1;
                 }
                 findings.append(&mut f);
@@ -60,7 +68,7 @@ pub async fn check(dns: &Dns, domain: &str, selectors: &[String]) -> Outcome {
             Err(e @ LookupError::Temporary(_)) => findings.push(dns_trouble(AREA, &name, "TXT", &e)),
             Err(_) if given => findings.push(
                 Finding::new(AREA, "dkim.key_missing", Severity::Error, name.clone(), format!("no DKIM key for selector {sel}"))
-                    .why(format!("Signatures with s={sel} d={domain} cannot be verified (RFC 6376 §6.1.2: permerror, no key); DMARC then depends on SPF alone, and mail that was forwarded fails DMARC."))
+                    .why(format!("Signatures with s={sel} d={domain} cannot be verified (RFC 6376 §6.1.2: PERMFAIL, no key for signature); DMARC then depends on SPF alone, and mail that was forwarded fails DMARC."))
                     .reply("550 5.7.1 under DMARC p=reject when SPF does not pass aligned; 550 5.7.20 No passing DKIM signature found (RFC 7372)")
                     .fix(format!("Publish the public key of the signer's selector as TXT at {name} (\"v=DKIM1; k=rsa; p=…\"), or correct the selector name the signer uses.")),
             ),
@@ -79,6 +87,16 @@ pub async fn check(dns: &Dns, domain: &str, selectors: &[String]) -> Outcome {
         findings,
         usable_keys: usable,
     }
+}
+
+/// Whether a TXT record is meant as a DKIM key record: `v=DKIM1` first,
+/// or a `p=` tag.
+fn looks_like_key(txt: &[u8]) -> bool {
+    let s = String::from_utf8_lossy(txt);
+    let first = s.split(';').next().unwrap_or("").replace([' ', '\t'], "");
+    first.eq_ignore_ascii_case("v=DKIM1")
+        || s.split(';')
+            .any(|t| t.trim_start().starts_with("p=") || t.trim_start().starts_with("p ="))
 }
 
 /// Splits a tag list strictly (RFC 6376 §3.2): the tags, or the part that

@@ -16,14 +16,25 @@ use crate::{
 
 const AREA: &str = "dmarc";
 
-/// Checks the DMARC policy of `domain`. `spf_usable` and `dkim_keys` say
-/// whether anything can pass it.
+/// What the other checks found that can make mail pass DMARC.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CanPass {
+    /// One SPF record that evaluates within the limits.
+    pub spf_usable: bool,
+    /// DKIM keys a signature could verify with.
+    pub dkim_keys: usize,
+    /// The DKIM selectors were given (not guessed).
+    pub selectors_given: bool,
+    /// The domain publishes a null MX: it sends no mail, nothing should pass.
+    pub null_mx: bool,
+}
+
+/// Checks the DMARC policy of `domain`; `can` says whether anything can pass it.
 pub async fn check(
     dns: &Dns,
     domain: &str,
     apex: &Result<Vec<Vec<Vec<u8>>>, LookupError>,
-    spf_usable: bool,
-    dkim_keys: usize,
+    can: CanPass,
 ) -> Vec<Finding> {
     let name = format!("_dmarc.{domain}");
     let lookups = DmarcLookups::default();
@@ -64,9 +75,15 @@ pub async fn check(
     } else {
         policy
     };
-    if effective != DmarcPolicy::None && !spf_usable && dkim_keys == 0 {
+    if effective != DmarcPolicy::None && !can.spf_usable && can.dkim_keys == 0 && !can.null_mx {
+        // Guessed selectors prove nothing: a custom selector may be in use.
+        let severity = if can.selectors_given {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
         out.push(
-            Finding::new(AREA, "dmarc.cannot_pass", Severity::Error, domain, format!("the policy is {} but neither SPF nor a DKIM key was found that could make mail pass", policy.as_str()))
+            Finding::new(AREA, "dmarc.cannot_pass", severity, domain, format!("the policy is {} but neither SPF nor a DKIM key was found that could make mail pass", policy.as_str()))
                 .record(text.clone())
                 .why("DMARC passes only with an aligned SPF pass or an aligned DKIM pass (RFC 9989 §4.4); with neither, every message from the domain fails DMARC and the policy applies to all of it.")
                 .reply("550 5.7.1 Email rejected per DMARC policy (p=reject); the spam folder for p=quarantine")
@@ -157,7 +174,7 @@ async fn not_found(
     if let Some(t) = misplaced {
         return vec![Finding::new(AREA, "dmarc.at_apex", Severity::Error, domain, format!("the DMARC record is published at {domain}, not at {name}"))
             .record(t)
-            .why("RFC 9989 §4.7: receivers look for the policy only at _dmarc.<domain>; a record at the domain itself is never read.")
+            .why("RFC 9989 §4.10.1: receivers look for the policy by prepending _dmarc to the domain; a record at the domain itself is never read.")
             .reply("none for your own mail; mail spoofing the domain gets 250 instead of 550 5.7.1")
             .fix(format!("Publish the same TXT record at {name} and remove it from {domain}."))];
     }
@@ -189,11 +206,16 @@ fn lint(name: &str, text: &str, own: bool) -> Vec<Finding> {
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
         if seen.contains(&k) {
             out.push(
-                warn(
+                Finding::new(
+                    AREA,
                     "dmarc.duplicate_tag",
+                    Severity::Error,
+                    name,
                     format!("{k}= appears more than once"),
                 )
-                .why("Receivers use the first occurrence and ignore the rest.")
+                .record(text)
+                .why("RFC 9989 §4.7 gives DMARC records DKIM's tag-value syntax, and RFC 6376 §3.2 says a tag list with a tag twice is invalid: receivers that follow it discard the whole record (no policy), others use the first value.")
+                .reply("none for your own mail; at receivers that discard the record, mail spoofing the domain gets 250 instead of 550 5.7.1")
                 .fix(format!("Keep one {k}=.")),
             );
             continue;
@@ -314,7 +336,7 @@ fn lint(name: &str, text: &str, own: bool) -> Vec<Finding> {
                         "dmarc.size_limit",
                         format!("{t}: \"{u}\" carries a size limit"),
                     )
-                    .why("RFC 9990 made the \"!size\" suffix obsolete: receivers ignore it.")
+                    .why("RFC 9989 §4.8 made the \"!size\" suffix obsolete: reporters ignore it.")
                     .fix(format!("Remove the suffix: {plain}.")),
                 );
             }
@@ -348,7 +370,7 @@ async fn destination(dns: &Dns, policy_domain: &str, tag: &str, uri: &str) -> Fi
             Finding::new(
                 AREA,
                 "dmarc.destination_unauthorized",
-                Severity::Error,
+                Severity::Warning,
                 format!("{policy_domain}._report._dmarc.{host}"),
                 format!("{tag}={uri}: {why}"),
             )
@@ -357,5 +379,56 @@ async fn destination(dns: &Dns, policy_domain: &str, tag: &str, uri: &str) -> Fi
             .fix(format!("Ask the owner of {host} to publish TXT \"v=DMARC1\" at {policy_domain}._report._dmarc.{host} (report services do this when you register the domain), or send reports to an address at {policy_domain}."))
         }
         Authorization::Temporary(e) => dns_trouble(AREA, uri, "TXT", &LookupError::Temporary(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(text: &str) -> Vec<(&'static str, Severity)> {
+        lint("_dmarc.example.com", text, true)
+            .into_iter()
+            .map(|f| (f.id, f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn tags_are_checked_one_by_one() {
+        assert!(ids("v=DMARC1; p=reject; rua=mailto:d@example.com").is_empty());
+        assert_eq!(
+            ids("v=DMARC1; p=none"),
+            [("dmarc.policy_none", Severity::Warning)]
+        );
+        assert_eq!(
+            ids("v=DMARC1; sp=reject"),
+            [("dmarc.no_policy", Severity::Error)]
+        );
+        // A valid rua turns an unusable policy into p=none (RFC 9989 §4.10.1).
+        assert_eq!(
+            ids("v=DMARC1; p=block; rua=mailto:d@example.com"),
+            [("dmarc.bad_policy", Severity::Warning)]
+        );
+        assert_eq!(
+            ids("v=DMARC1; p=reject; p=none"),
+            [("dmarc.duplicate_tag", Severity::Error)]
+        );
+        assert_eq!(
+            ids("v=DMARC1; p=reject; pct=100; ri=86400; rf=afrf"),
+            [
+                ("dmarc.removed_tag", Severity::Warning),
+                ("dmarc.removed_tag", Severity::Warning),
+                ("dmarc.removed_tag", Severity::Warning)
+            ]
+        );
+        assert_eq!(
+            ids("v=DMARC1; p=reject; fo=1:x; aspf=relaxed"),
+            [
+                ("dmarc.bad_value", Severity::Warning),
+                ("dmarc.bad_value", Severity::Warning)
+            ]
+        );
+        // psd=y on the Organizational Domain's record read for a subdomain is not ours.
+        assert!(lint("_dmarc.example.com", "v=DMARC1; p=reject; psd=y", false).is_empty());
     }
 }

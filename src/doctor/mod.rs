@@ -300,6 +300,7 @@ pub async fn diagnose(dns: &Dns, opts: &Options) -> Report {
     if opts.delegation {
         findings.extend(delegation::check(dns, domain, opts).await);
     }
+    let null_mx = matches!(&apex_mx, Ok(l) if l.iter().any(|(_, n)| n.is_empty()));
     findings.extend(mx::check(dns, domain, apex_mx).await);
     let spf = spf::check(dns, domain, &apex_txt).await;
     let spf_usable = spf.usable;
@@ -308,9 +309,14 @@ pub async fn diagnose(dns: &Dns, opts: &Options) -> Report {
         findings.extend(ip::check(dns, domain, *ip).await);
     }
     let dkim = dkim::check(dns, domain, &opts.selectors).await;
-    let dkim_keys = dkim.usable_keys;
+    let can = dmarc::CanPass {
+        spf_usable,
+        dkim_keys: dkim.usable_keys,
+        selectors_given: !opts.selectors.is_empty(),
+        null_mx,
+    };
     findings.extend(dkim.findings);
-    findings.extend(dmarc::check(dns, domain, &apex_txt, spf_usable, dkim_keys).await);
+    findings.extend(dmarc::check(dns, domain, &apex_txt, can).await);
     Report::new(domain, findings, false)
 }
 

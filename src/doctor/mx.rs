@@ -63,8 +63,8 @@ pub async fn check(
                     format!("MX target {target} is an address, not a host name"),
                 )
                 .record(rendered.clone())
-                .why("RFC 7505 §3 and RFC 5321 §5.1: an MX names a host; receivers look up \"192.0.2.1\" as a name, which does not exist.")
-                .reply("450 4.1.8 Sender address rejected: Domain not found (MX host not found)")
+                .why("RFC 1035 §3.3.9: the exchange of an MX is a domain name, and RFC 5321 §5.1 looks it up as one; receivers look up \"192.0.2.1\" as a name, which does not exist.")
+                .reply("550 Sender verify failed, from receivers that verify the sender by callout; bounces to you are lost")
                 .fix(format!("Give the host a name (mx.{domain} A {target}) and point the MX at that name.")),
             );
             unreachable.push(target.clone());
@@ -136,7 +136,7 @@ pub async fn check(
             .record(rendered)
             .details(unreachable)
             .why("Receivers check that a sender's domain can receive mail (bounces must reach it); with no usable MX they treat the sender domain as unknown.")
-            .reply("450 4.1.8 / 550 5.1.8 Sender address rejected: Domain not found (Postfix reject_unknown_sender_domain)")
+            .reply("550 Sender verify failed, from receivers that verify the sender by callout (Exim verify = sender/callout, Postfix reject_unverified_sender); bounces to you are lost")
             .fix("Give at least one MX target an A or AAAA record."),
         );
     }

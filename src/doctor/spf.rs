@@ -202,13 +202,37 @@ async fn analyse(
         findings: Vec::new(),
         records: 1,
         macros: Vec::new(),
+        unfollowed: false,
+        redirects: Vec::new(),
         ptr_seen: false,
     };
-    top_level(&record, domain, &record_text, &mut walk.findings);
+    ending(&record, domain, &record_text, &mut walk.findings);
     walk.visit(domain.to_string(), record, vec![domain.to_string()])
         .await;
     let lookups = walk.lookups.len();
-    let voids = walk.voids.len();
+    // §5.3: a and mx look up the family of the connecting address, so
+    // IPv4 and IPv6 senders see different void counts; the worse one counts.
+    let family_voids = |fam: Family| -> Vec<String> {
+        walk.voids
+            .iter()
+            .filter(|(f, _)| *f == Family::Both || *f == fam)
+            .map(|(f, v)| match f {
+                Family::Both => v.clone(),
+                Family::V4 => format!("{v} (for IPv4 senders)"),
+                Family::V6 => format!("{v} (for IPv6 senders)"),
+            })
+            .collect()
+    };
+    let (v4, v6) = (family_voids(Family::V4), family_voids(Family::V6));
+    let senders = match (v4.len() > MAX_VOID, v6.len() > MAX_VOID) {
+        (true, true) => "",
+        (true, false) => " for IPv4 senders",
+        (false, true) => " for IPv6 senders",
+        _ => "",
+    };
+    let worst = if v6.len() > v4.len() { v6 } else { v4 };
+    let voids = worst.len();
+    let at_least = if walk.unfollowed { "at least " } else { "" };
     if lookups > MAX_LOOKUPS {
         walk.findings.push(
             Finding::new(
@@ -216,7 +240,7 @@ async fn analyse(
                 "spf.too_many_lookups",
                 Severity::Error,
                 domain,
-                format!("evaluating the record takes {lookups} DNS-mechanism lookups; the limit is {MAX_LOOKUPS}"),
+                format!("evaluating the record takes {at_least}{lookups} DNS-mechanism lookups; the limit is {MAX_LOOKUPS}"),
             )
             .record(record_text.clone())
             .details(walk.lookups.clone())
@@ -231,7 +255,7 @@ async fn analyse(
                 "spf.near_lookup_limit",
                 Severity::Warning,
                 domain,
-                format!("evaluating the record takes {lookups} of the {MAX_LOOKUPS} DNS-mechanism lookups allowed"),
+                format!("evaluating the record takes {at_least}{lookups} of the {MAX_LOOKUPS} DNS-mechanism lookups allowed"),
             )
             .details(walk.lookups.clone())
             .why("Included records change without notice (a provider adding one include pushes you over the limit, and every message gets permerror).")
@@ -245,14 +269,14 @@ async fn analyse(
                 "spf.too_many_void_lookups",
                 Severity::Error,
                 domain,
-                format!("{voids} lookups of the record find nothing; the limit is {MAX_VOID}"),
+                format!("{voids} lookups of the record find nothing{senders}; the limit is {MAX_VOID}"),
             )
-            .details(walk.voids.clone())
-            .why("RFC 7208 §4.6.4: more than two DNS lookups that return no records (NXDOMAIN or no data) make the result permerror.")
+            .details(worst.clone())
+            .why("RFC 7208 §4.6.4: more than two DNS lookups that return no records (NXDOMAIN or no data) make the result permerror. a and the hosts of mx are looked up in the sender's address family (§5.3), so hosts without AAAA records are void lookups for mail sent over IPv6.")
             .reply("550 5.7.24 SPF validation error (permerror)")
-            .fix("Remove the mechanisms that name hosts or includes that no longer exist."),
+            .fix("Remove the mechanisms that name hosts that no longer exist; replace a:/mx that name hosts without AAAA (or A) records by ip4:/ip6: ranges."),
         );
-    } else if !walk.voids.is_empty() {
+    } else if voids > 0 {
         walk.findings.push(
             Finding::new(
                 AREA,
@@ -261,31 +285,44 @@ async fn analyse(
                 domain,
                 format!("{voids} lookup(s) of the record find nothing"),
             )
-            .details(walk.voids.clone())
+            .details(worst.clone())
             .why("Each name that does not exist counts against the limit of two void lookups (RFC 7208 §4.6.4); one more and every message gets permerror.")
             .fix("Remove the mechanisms that name hosts that no longer exist."),
         );
     }
-    if !walk.macros.is_empty() {
+    if walk.unfollowed {
+        walk.findings.push(
+            Finding::new(
+                AREA,
+                "spf.macro_include",
+                Severity::Warning,
+                domain,
+                "an include: or redirect= target is built from macros: its record could not be checked, and the lookup count is a minimum",
+            )
+            .details(walk.macros.clone())
+            .why("Its target depends on each message (RFC 7208 §7), so what it includes, and whether it stays within the 10-lookup limit, is only known per message.")
+            .fix("Check the records it can expand to by hand, or include a fixed name."),
+        );
+    } else if !walk.macros.is_empty() {
         walk.findings.push(
             Finding::ok(
                 AREA,
                 "spf.macros",
                 domain,
-                "terms built from macros depend on each message and were not followed",
+                "terms built from macros depend on each message: each counted as one lookup, their names not looked up",
             )
             .details(walk.macros.clone()),
         );
     }
     let usable = !walk.findings.iter().any(|f| f.severity == Severity::Error);
-    if usable {
+    if usable && !walk.unfollowed {
         walk.findings.push(
             Finding::ok(
                 AREA,
                 "spf.ok",
                 domain,
                 format!(
-                    "one SPF record; {lookups} of {MAX_LOOKUPS} DNS lookups, {voids} of {MAX_VOID} void lookups"
+                    "one SPF record; {at_least}{lookups} of {MAX_LOOKUPS} DNS lookups, {voids} of {MAX_VOID} void lookups"
                 ),
             )
             .record(record_text),
@@ -295,28 +332,27 @@ async fn analyse(
     Outcome { findings, usable }
 }
 
-/// The terms of the top-level record: how it ends.
-fn top_level(record: &SpfRecord, domain: &str, text: &str, out: &mut Vec<Finding>) {
-    let all = record.terms.iter().position(|t| {
-        matches!(
-            t,
-            Term::Directive(d) if d.mechanism == Mechanism::All
-        )
-    });
+/// How the evaluation ends: the top-level record, or the one a
+/// `redirect=` hands the evaluation to (RFC 7208 §6.1).
+fn ending(record: &SpfRecord, domain: &str, text: &str, out: &mut Vec<Finding>) {
+    let all = record
+        .terms
+        .iter()
+        .position(|t| matches!(t, Term::Directive(d) if d.mechanism == Mechanism::All));
     let redirect = record
         .modifiers()
         .any(|m| matches!(m, Modifier::Redirect(_)));
     match all.map(|i| &record.terms[i]) {
         Some(Term::Directive(d)) => match d.qualifier.unwrap_or_default() {
             Qualifier::Pass => out.push(
-                Finding::new(AREA, "spf.pass_all", Severity::Error, domain, "the record ends in \"+all\": every address on the Internet may send as the domain")
+                Finding::new(AREA, "spf.pass_all", Severity::Error, domain, format!("the record of {domain} ends in \"+all\": every address on the Internet may send as the domain"))
                     .record(text)
                     .reply("250 for mail that spoofs the domain in MAIL FROM: SPF passes it")
                     .why("With +all SPF passes for anyone, so SPF authenticates nothing and DMARC passes for spoofed mail with your domain in the envelope; spam filters penalise such records.")
                     .fix("End the record with \"-all\" (or \"~all\" while you collect your senders)."),
             ),
             Qualifier::Neutral => out.push(
-                Finding::new(AREA, "spf.neutral_all", Severity::Warning, domain, "the record ends in \"?all\": addresses not listed are neutral")
+                Finding::new(AREA, "spf.neutral_all", Severity::Warning, domain, format!("the record of {domain} ends in \"?all\": addresses not listed are neutral"))
                     .record(text)
                     .why("Neutral (RFC 7208 §8.2) states no policy: receivers treat unlisted senders like no SPF at all, and DMARC cannot use an SPF failure.")
                     .fix("End the record with \"-all\" (or \"~all\")."),
@@ -324,7 +360,7 @@ fn top_level(record: &SpfRecord, domain: &str, text: &str, out: &mut Vec<Finding
             _ => {}
         },
         _ if !redirect => out.push(
-            Finding::new(AREA, "spf.no_all", Severity::Warning, domain, "the record has neither \"all\" nor \"redirect=\": unlisted addresses get neutral")
+            Finding::new(AREA, "spf.no_all", Severity::Warning, domain, format!("the record of {domain} has neither \"all\" nor \"redirect=\": unlisted addresses get neutral"))
                 .record(text)
                 .why("RFC 7208 §4.7: when nothing matches and there is no redirect, the result is neutral: no policy for unlisted senders.")
                 .fix("End the record with \"-all\" (or \"~all\")."),
@@ -332,17 +368,32 @@ fn top_level(record: &SpfRecord, domain: &str, text: &str, out: &mut Vec<Finding
         _ => {}
     }
     if let Some(i) = all {
-        if i + 1 < record.terms.len() {
-            let after: Vec<String> = record.terms[i + 1..]
-                .iter()
-                .map(|t| t.to_string())
-                .collect();
+        let after: Vec<String> = record.terms[i + 1..]
+            .iter()
+            .filter(|t| matches!(t, Term::Directive(_)))
+            .map(|t| t.to_string())
+            .collect();
+        if !after.is_empty() {
             out.push(
-                Finding::new(AREA, "spf.terms_after_all", Severity::Warning, domain, "terms after \"all\" are never evaluated")
+                Finding::new(
+                    AREA,
+                    "spf.terms_after_all",
+                    Severity::Warning,
+                    domain,
+                    "mechanisms after \"all\" are never evaluated",
+                )
+                .record(text)
+                .details(after)
+                .why("RFC 7208 §5.1: mechanisms after \"all\" will never be tested.")
+                .fix("Move them before \"all\", or remove them."),
+            );
+        }
+        if redirect {
+            out.push(
+                Finding::new(AREA, "spf.redirect_ignored", Severity::Warning, domain, "redirect= is ignored because the record has \"all\"")
                     .record(text)
-                    .details(after)
-                    .why("RFC 7208 §5.1: mechanisms after \"all\" are ignored, and §6.1: redirect= is ignored when the record has \"all\".")
-                    .fix("Move them before \"all\", or remove them."),
+                    .why("RFC 7208 §6.1: a redirect= in a record that contains an \"all\" mechanism is ignored; the record it names is never used.")
+                    .fix("Remove the \"all\" to hand unmatched senders to the redirect target, or remove the redirect=."),
             );
         }
     }
@@ -367,16 +418,29 @@ fn top_level(record: &SpfRecord, domain: &str, text: &str, out: &mut Vec<Finding
     }
 }
 
+/// The senders a void lookup counts for (§5.3: `a` and the hosts of `mx`
+/// are looked up in the connection's address family; `exists` always A).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Both,
+    V4,
+    V6,
+}
+
 /// The walk through the record and everything it includes.
 struct Walk<'a> {
     dns: &'a Dns,
     /// Every term that counts against the lookup limit, with its chain.
     lookups: Vec<String>,
-    /// Every lookup that found nothing.
-    voids: Vec<String>,
+    /// Every lookup that found nothing, with the senders it counts for.
+    voids: Vec<(Family, String)>,
     findings: Vec<Finding>,
     records: usize,
     macros: Vec<String>,
+    /// An include:/redirect= target built from macros was not followed.
+    unfollowed: bool,
+    /// Records reached through redirect=, whose ending [`ending`] judges.
+    redirects: Vec<String>,
     ptr_seen: bool,
 }
 
@@ -392,6 +456,20 @@ impl<'a> Walk<'a> {
             let has_all = record.directives().any(|d| d.mechanism == Mechanism::All);
             for term in &record.terms {
                 match term {
+                    // §5.1: mechanisms after "all" are never tested.
+                    Term::Directive(d) if d.mechanism == Mechanism::All => {
+                        let pass = d.qualifier.unwrap_or_default() == Qualifier::Pass;
+                        if chain.len() > 1 && pass && !self.redirected(&chain) {
+                            self.findings.push(
+                                Finding::new(AREA, "spf.include_pass_all", Severity::Error, domain.clone(), format!("{domain}, included by the record, ends in \"+all\": every address passes"))
+                                    .details(vec![path.clone()])
+                                    .reply("250 for mail that spoofs the domain in MAIL FROM: SPF passes it")
+                                    .why("RFC 7208 §5.2: an include whose record passes is a match, so an included \"+all\" authorises every address on the Internet.")
+                                    .fix(format!("Remove the include of {domain}, or have its owner end it with \"-all\" or \"~all\".")),
+                            );
+                        }
+                        break;
+                    }
                     Term::Directive(d) => {
                         self.mechanism(&domain, &path, &chain, &d.mechanism).await
                     }
@@ -407,6 +485,12 @@ impl<'a> Walk<'a> {
         })
     }
 
+    /// Whether the last step of `chain` was a redirect (its ending is
+    /// judged by [`ending`] instead).
+    fn redirected(&self, chain: &[String]) -> bool {
+        self.redirects.iter().any(|r| Some(r) == chain.last())
+    }
+
     async fn mechanism(&mut self, domain: &str, path: &str, chain: &[String], m: &Mechanism) {
         let counted = |m: &Mechanism| format!("{path}: {m}");
         match m {
@@ -418,6 +502,7 @@ impl<'a> Walk<'a> {
             }
             Mechanism::A(a) => {
                 self.lookups.push(counted(m));
+                self.dual_wide(domain, path, m, a.prefix_len);
                 let target = a
                     .domain_spec
                     .as_ref()
@@ -426,10 +511,12 @@ impl<'a> Walk<'a> {
                     return;
                 }
                 let (v4, v6) = (self.dns.a(&target).await, self.dns.aaaa(&target).await);
-                self.addresses(path, m, &target, v4.map(|v| v.len()), v6.map(|v| v.len()));
+                self.family_void(path, m, &target, v4.map(|v| v.len()), Family::V4);
+                self.family_void(path, m, &target, v6.map(|v| v.len()), Family::V6);
             }
             Mechanism::Mx(x) => {
                 self.lookups.push(counted(m));
+                self.dual_wide(domain, path, m, x.prefix_len);
                 let target = x
                     .domain_spec
                     .as_ref()
@@ -444,11 +531,19 @@ impl<'a> Walk<'a> {
                             .reply("550 5.7.24 SPF validation error (permerror)")
                             .fix("List the mail servers' addresses with ip4:/ip6: instead of mx."),
                     ),
-                    Ok(_) => {}
+                    Ok(list) => {
+                        for (_, host) in &list {
+                            let (v4, v6) = (self.dns.a(host).await, self.dns.aaaa(host).await);
+                            self.family_void(path, m, host, v4.map(|v| v.len()), Family::V4);
+                            self.family_void(path, m, host, v6.map(|v| v.len()), Family::V6);
+                        }
+                    }
                     Err(e @ LookupError::Temporary(_)) => {
                         self.findings.push(dns_trouble(AREA, &target, "MX", &e))
                     }
-                    Err(_) => self.voids.push(format!("{path}: {m} ({target} has no MX)")),
+                    Err(_) => self
+                        .voids
+                        .push((Family::Both, format!("{path}: {m} ({target} has no MX)"))),
                 }
             }
             Mechanism::Ptr(_) => {
@@ -464,14 +559,12 @@ impl<'a> Walk<'a> {
                 }
             }
             Mechanism::Ip4(i) => {
-                let len = i.prefix_len.map_or(32, |l| l.get());
-                if len < 8 {
+                if i.prefix_len.map_or(32, |l| l.get()) < 8 {
                     self.wide(domain, path, m);
                 }
             }
             Mechanism::Ip6(i) => {
-                let len = i.prefix_len.map_or(128, |l| l.get());
-                if len < 16 {
+                if i.prefix_len.map_or(128, |l| l.get()) < 16 {
                     self.wide(domain, path, m);
                 }
             }
@@ -481,8 +574,9 @@ impl<'a> Walk<'a> {
                 if self.is_macro(path, m, &target) {
                     return;
                 }
+                // exists: always an A query, whatever the sender's family.
                 let v4 = self.dns.a(&target).await;
-                self.addresses(path, m, &target, v4.map(|v| v.len()), Ok(0));
+                self.family_void(path, m, &target, v4.map(|v| v.len()), Family::Both);
             }
         }
     }
@@ -497,6 +591,20 @@ impl<'a> Walk<'a> {
         );
     }
 
+    /// a/32 and mx//64 are fine; a/0 or mx/4 authorise the Internet.
+    fn dual_wide(
+        &mut self,
+        domain: &str,
+        path: &str,
+        m: &Mechanism,
+        len: Option<viaspf::record::DualCidrLength>,
+    ) {
+        let Some(len) = len else { return };
+        if len.ip4().is_some_and(|l| l.get() < 8) || len.ip6().is_some_and(|l| l.get() < 16) {
+            self.wide(domain, path, m);
+        }
+    }
+
     fn is_macro(&mut self, path: &str, m: &Mechanism, target: &str) -> bool {
         let is = target.contains('%');
         if is {
@@ -505,23 +613,25 @@ impl<'a> Walk<'a> {
         is
     }
 
-    /// An a/exists lookup's outcome: no address at all is a void lookup.
-    fn addresses(
+    /// One address lookup's outcome: no address is a void lookup for the
+    /// senders of `fam`.
+    fn family_void(
         &mut self,
         path: &str,
         m: &Mechanism,
         target: &str,
-        v4: Result<usize, LookupError>,
-        v6: Result<usize, LookupError>,
+        found: Result<usize, LookupError>,
+        fam: Family,
     ) {
-        match (v4, v6) {
-            (Err(e @ LookupError::Temporary(_)), _) | (_, Err(e @ LookupError::Temporary(_))) => {
-                self.findings.push(dns_trouble(AREA, target, "A/AAAA", &e))
+        let rtype = if fam == Family::V6 { "AAAA" } else { "A" };
+        match found {
+            Err(e @ LookupError::Temporary(_)) => {
+                self.findings.push(dns_trouble(AREA, target, rtype, &e))
             }
-            (Ok(n), _) | (_, Ok(n)) if n > 0 => {}
+            Ok(n) if n > 0 => {}
             _ => self
                 .voids
-                .push(format!("{path}: {m} ({target} has no address)")),
+                .push((fam, format!("{path}: {m} ({target} has no {rtype} record)"))),
         }
     }
 
@@ -531,8 +641,12 @@ impl<'a> Walk<'a> {
             "{kind}{}{target}",
             if kind == "include" { ":" } else { "=" }
         );
+        // %{d} is the current domain (RFC 7208 §7.3), known here: expand it.
+        let here = chain.last().map(String::as_str).unwrap_or_default();
+        let target = target.replace("%{d}", here);
         if target.contains('%') {
             self.macros.push(format!("{path}: {shown}"));
+            self.unfollowed = true;
             return;
         }
         let target = target.trim_end_matches('.').to_ascii_lowercase();
@@ -574,7 +688,6 @@ impl<'a> Walk<'a> {
                 return;
             }
             Err(_) => {
-                self.voids.push(format!("{path}: {shown} (no such name)"));
                 self.findings.push(missing("the name has no TXT records"));
                 return;
             }
@@ -584,7 +697,7 @@ impl<'a> Walk<'a> {
             .map(|t| String::from_utf8_lossy(t).into_owned())
             .filter(|t| is_spf(t))
             .collect();
-        let record = match spf.as_slice() {
+        let record: SpfRecord = match spf.as_slice() {
             [] => {
                 self.findings.push(missing("no SPF record there"));
                 return;
@@ -608,6 +721,11 @@ impl<'a> Walk<'a> {
                 return;
             }
         };
+        if kind == "redirect" {
+            // §6.1: the redirect target's result is the record's result.
+            ending(&record, &target, &spf[0], &mut self.findings);
+            self.redirects.push(target.clone());
+        }
         let mut chain = chain.to_vec();
         chain.push(target.clone());
         self.visit(target, record, chain).await;
