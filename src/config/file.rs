@@ -146,6 +146,18 @@ pub struct RawPolicy {
     /// check name → result word → rule
     pub rules: Option<BTreeMap<String, BTreeMap<String, RawRule>>>,
     pub overrides: Option<Vec<RawOverride>>,
+    pub recipients: Option<Vec<RawRecipients>>,
+}
+
+/// `[[policy.recipients]]`: the policy for mail to some domains.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecipients {
+    pub domains: Vec<String>,
+    pub name: Option<String>,
+    pub mode: Option<String>,
+    pub rules: Option<BTreeMap<String, BTreeMap<String, RawRule>>>,
+    pub overrides: Option<Vec<RawOverride>>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

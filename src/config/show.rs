@@ -77,44 +77,26 @@ impl Config {
             ),
         ]);
         let p = &self.policy;
-        let mut rules = Table::new();
-        for r in &p.rules {
-            let mut rule = Table::new();
-            rule.insert("action".into(), s(r.action.as_str()));
-            if let Some(rp) = &r.reply {
-                rule.insert("code".into(), int(rp.code));
-                rule.insert("status".into(), s(&rp.status));
-                rule.insert("text".into(), s(&rp.text));
-            }
-            if r.monitor {
-                rule.insert("monitor".into(), Value::Boolean(true));
-            }
-            let check = rules
-                .entry(r.check.name().to_string())
-                .or_insert_with(|| Value::Table(Table::new()));
-            if let Value::Table(t) = check {
-                t.insert(r.result.as_str().to_string(), Value::Table(rule));
-            }
-        }
-        let overrides: Vec<Value> = p
-            .overrides
+        let rules = rules_table(&p.rules);
+        let overrides = overrides_array(&p.overrides);
+        let recipients: Vec<Value> = p
+            .recipients
             .iter()
-            .map(|o| {
+            .map(|b| {
                 table(vec![
-                    ("domain", Some(s(&o.domain))),
-                    ("never_reject", Some(Value::Boolean(o.never_reject))),
-                    ("dmarc_policy", o.dmarc_policy.map(|d| s(d.as_str()))),
+                    ("name", Some(s(&b.name))),
+                    ("domains", Some(strings(&b.domains))),
+                    ("mode", Some(s(mode_name(b.policy.mode)))),
+                    ("rules", Some(Value::Table(rules_table(&b.policy.rules)))),
+                    (
+                        "overrides",
+                        Some(Value::Array(overrides_array(&b.policy.overrides))),
+                    ),
                 ])
             })
             .collect();
         let policy = table(vec![
-            (
-                "mode",
-                Some(s(match p.mode {
-                    Mode::Enforce => "enforce",
-                    Mode::Monitor => "monitor",
-                })),
-            ),
+            ("mode", Some(s(mode_name(p.mode)))),
             (
                 "quarantine",
                 Some(s(match p.quarantine {
@@ -154,6 +136,7 @@ impl Config {
             ),
             ("rules", Some(Value::Table(rules))),
             ("overrides", Some(Value::Array(overrides))),
+            ("recipients", Some(Value::Array(recipients))),
         ]);
         let log = table(vec![
             ("level", Some(s(&self.log.level))),
@@ -275,4 +258,48 @@ impl Config {
             toml::to_string(&root).expect("a table of plain values serializes")
         )
     }
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Enforce => "enforce",
+        Mode::Monitor => "monitor",
+    }
+}
+
+/// `[policy.rules]` (or a recipient block's) as TOML.
+fn rules_table(list: &[crate::policy::Rule]) -> Table {
+    let mut rules = Table::new();
+    for r in list {
+        let mut rule = Table::new();
+        rule.insert("action".into(), s(r.action.as_str()));
+        if let Some(rp) = &r.reply {
+            rule.insert("code".into(), int(rp.code));
+            rule.insert("status".into(), s(&rp.status));
+            rule.insert("text".into(), s(&rp.text));
+        }
+        if r.monitor {
+            rule.insert("monitor".into(), Value::Boolean(true));
+        }
+        let check = rules
+            .entry(r.check.name().to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if let Value::Table(t) = check {
+            t.insert(r.result.as_str().to_string(), Value::Table(rule));
+        }
+    }
+    rules
+}
+
+/// `[[policy.overrides]]` (or a recipient block's) as TOML.
+fn overrides_array(list: &[crate::policy::Override]) -> Vec<Value> {
+    list.iter()
+        .map(|o| {
+            table(vec![
+                ("domain", Some(s(&o.domain))),
+                ("never_reject", Some(Value::Boolean(o.never_reject))),
+                ("dmarc_policy", o.dmarc_policy.map(|d| s(d.as_str()))),
+            ])
+        })
+        .collect()
 }

@@ -242,3 +242,43 @@ fn show_round_trips_log_and_metrics() {
     let back = Config::parse(&d, "shown").unwrap();
     assert_eq!(back.metrics.address, None);
 }
+
+#[test]
+fn recipient_policies_inherit_and_are_validated() {
+    let text = "[policy]\nmode = \"enforce\"\n[policy.rules.spf]\nfail = { action = \"reject\" }\n\n[[policy.recipients]]\nname = \"onboarding\"\ndomains = [\"Onboarding.Example.\", \"b.example\"]\nmode = \"monitor\"\n\n[[policy.recipients]]\ndomains = [\"strict.example\"]\n[policy.recipients.rules.iprev]\npermerror = { action = \"reject\" }\n";
+    let c = Config::parse(text, "r.toml").unwrap();
+    let r = &c.policy.recipients;
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].name, "onboarding");
+    assert_eq!(r[0].domains, ["onboarding.example", "b.example"]);
+    assert_eq!(r[0].policy.mode, crate::policy::Mode::Monitor);
+    // Not set in the block: inherited (the default's spf rule).
+    assert_eq!(r[0].policy.rules, c.policy.rules);
+    assert_eq!(r[1].name, "strict.example");
+    assert_eq!(r[1].policy.mode, crate::policy::Mode::Enforce);
+    assert_eq!(r[1].policy.rules.len(), 1);
+    assert!(r[1].policy.recipients.is_empty());
+    // `config show` writes every block out and reads back the same.
+    let back = Config::parse(&c.to_toml(), "shown").unwrap();
+    assert_eq!(back.policy.recipients.len(), 2);
+    for (a, b) in back.policy.recipients.iter().zip(r) {
+        assert_eq!(
+            (&a.name, &a.domains, a.policy.mode),
+            (&b.name, &b.domains, b.policy.mode)
+        );
+        assert_eq!(a.policy.rules, b.policy.rules);
+        assert_eq!(a.policy.overrides, b.policy.overrides);
+    }
+    for (bad, want) in [
+        ("[[policy.recipients]]\ndomains = []\n", "r.toml:3: key `policy.recipients.domains`: must name"),
+        ("[[policy.recipients]]\ndomains = [\"not a domain\"]\n", "r.toml:3: key `policy.recipients.domains`"),
+        ("[[policy.recipients]]\ndomains = [\"a.example\"]\n[[policy.recipients]]\ndomains = [\"a.example\"]\n", "already in the block `a.example`"),
+        ("[[policy.recipients]]\nname = \"default\"\ndomains = [\"a.example\"]\n", "key `policy.recipients.name`"),
+        ("[[policy.recipients]]\ndomains = [\"a.example\"]\nmode = \"off\"\n", "r.toml:4: key `policy.recipients.mode`"),
+        ("[[policy.recipients]]\ndomains = [\"a.example\"]\nmodes = \"monitor\"\n", "modes"),
+        ("[[policy.recipients]]\ndomains = [\"a.example\"]\n[policy.recipients.rules.spf]\nfial = { action = \"reject\" }\n", "key `policy.recipients.rules.spf.fial`"),
+    ] {
+        let e = Config::parse(&format!("[policy]\n{bad}"), "r.toml").unwrap_err().to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}

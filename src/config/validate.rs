@@ -1,7 +1,7 @@
 //! Raw TOML → typed [`Config`], with errors that name file, line and key.
 
 use super::{
-    file::{RawConfig, RawReply, RawRule},
+    file::{RawConfig, RawOverride, RawRecipients, RawReply, RawRule},
     locate_key, CaptureConfig, Config, ConfigError, DnsConfig, Limits, LogConfig, LogFormat,
     LogTarget, MetricsConfig, MilterConfig, SealConfig, SocketSpec, DEFAULT_SOCKET,
 };
@@ -12,12 +12,12 @@ use crate::{
         evidence::{AuthResult, DmarcPolicy},
     },
     policy::{
-        Action, ArcTrust, Check, Mode, Override, PolicyConfig, QuarantineMode, Reply, Rule,
-        TempErrorAction, TrustedAction,
+        Action, ArcTrust, Check, Mode, Override, PolicyConfig, QuarantineMode, RecipientPolicy,
+        Reply, Rule, TempErrorAction, TrustedAction, DEFAULT_POLICY,
     },
 };
 use ipnet::IpNet;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Libmilter's connection timeout, which its documentation advises not to lower.
 pub const DEFAULT_CONNECTION_TIMEOUT_SECS: u64 = 7210;
@@ -201,16 +201,139 @@ pub fn default_rule_reply(check: Check, result: AuthResult, action: Action) -> R
     }
 }
 
+/// The action table under `prefix` (`policy.rules`, `policy.recipients.rules`).
+fn parse_rules(
+    ctx: &Ctx,
+    prefix: &str,
+    raw: Option<BTreeMap<String, BTreeMap<String, RawRule>>>,
+) -> Result<Vec<Rule>, ConfigError> {
+    let mut rules = Vec::new();
+    for (check_name, by_result) in raw.unwrap_or_default() {
+        for (result_name, raw_rule) in &by_result {
+            rules.push(parse_rule(ctx, prefix, &check_name, result_name, raw_rule)?);
+        }
+    }
+    Ok(rules)
+}
+
+/// From-domain overrides under `section` (`policy.overrides`, …).
+fn parse_overrides(
+    ctx: &Ctx,
+    section: &str,
+    raw: Option<Vec<RawOverride>>,
+) -> Result<Vec<Override>, ConfigError> {
+    let mut overrides = Vec::new();
+    for o in raw.unwrap_or_default() {
+        let domain = o.domain.trim_end_matches('.').to_ascii_lowercase();
+        if !valid_domain(&domain) {
+            return Err(ctx.err(
+                section,
+                "domain",
+                format!("`{}` is not a domain name", o.domain),
+            ));
+        }
+        let dmarc_policy = match &o.dmarc_policy {
+            None => None,
+            Some(s) => Some(
+                s.parse::<DmarcPolicy>()
+                    .map_err(|e| ctx.err(section, "dmarc_policy", e))?,
+            ),
+        };
+        overrides.push(Override {
+            domain,
+            never_reject: o.never_reject.unwrap_or(false),
+            dmarc_policy,
+        });
+    }
+    Ok(overrides)
+}
+
+fn parse_mode(ctx: &Ctx, section: &str, raw: Option<&str>) -> Result<Mode, ConfigError> {
+    match raw.unwrap_or("enforce") {
+        "enforce" => Ok(Mode::Enforce),
+        "monitor" => Ok(Mode::Monitor),
+        other => Err(ctx.err(
+            section,
+            "mode",
+            format!("`{other}`: expected \"enforce\" or \"monitor\""),
+        )),
+    }
+}
+
+/// `[[policy.recipients]]`: each block is `base` with its own mode, rules
+/// and overrides (each inherited when absent).
+fn parse_recipients(
+    ctx: &Ctx,
+    base: &PolicyConfig,
+    raw: Option<Vec<RawRecipients>>,
+) -> Result<Vec<RecipientPolicy>, ConfigError> {
+    const S: &str = "policy.recipients";
+    let mut out: Vec<RecipientPolicy> = Vec::new();
+    for r in raw.unwrap_or_default() {
+        if r.domains.is_empty() {
+            return Err(ctx.err(S, "domains", "must name at least one domain"));
+        }
+        let mut domains = Vec::new();
+        for d in &r.domains {
+            let domain = d.trim_end_matches('.').to_ascii_lowercase();
+            if !valid_domain(&domain) {
+                return Err(ctx.err(S, "domains", format!("`{d}` is not a domain name")));
+            }
+            if let Some(other) = out.iter().find(|b| b.domains.contains(&domain)) {
+                return Err(ctx.err(
+                    S,
+                    "domains",
+                    format!("`{domain}` is already in the block `{}`", other.name),
+                ));
+            }
+            if !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+        let name = r.name.clone().unwrap_or_else(|| domains[0].clone());
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok || name == DEFAULT_POLICY || out.iter().any(|b| b.name == name) {
+            return Err(ctx.err(
+                S,
+                "name",
+                format!(
+                    "`{name}`: must be unique, not \"default\", of letters, digits, `-`, `_`, `.`"
+                ),
+            ));
+        }
+        let mut policy = base.clone();
+        if r.mode.is_some() {
+            policy.mode = parse_mode(ctx, S, r.mode.as_deref())?;
+        }
+        if r.rules.is_some() {
+            policy.rules = parse_rules(ctx, "policy.recipients.rules", r.rules)?;
+        }
+        if r.overrides.is_some() {
+            policy.overrides = parse_overrides(ctx, "policy.recipients.overrides", r.overrides)?;
+        }
+        out.push(RecipientPolicy {
+            name,
+            domains,
+            policy,
+        });
+    }
+    Ok(out)
+}
+
 fn parse_rule(
     ctx: &Ctx,
+    prefix: &str,
     check_name: &str,
     result_name: &str,
     raw: &RawRule,
 ) -> Result<Rule, ConfigError> {
-    let section = format!("policy.rules.{check_name}");
+    let section = format!("{prefix}.{check_name}");
     let check = Check::from_name(check_name).ok_or_else(|| {
         ctx.err(
-            "policy.rules",
+            prefix,
             check_name,
             "unknown check (expected spf, spf-helo, dkim, dmarc or iprev)",
         )
@@ -448,18 +571,9 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
     }
 
     // [policy]
-    let p = raw.policy;
-    let mode = match p.mode.as_deref().unwrap_or("enforce") {
-        "enforce" => Mode::Enforce,
-        "monitor" => Mode::Monitor,
-        other => {
-            return Err(ctx.err(
-                "policy",
-                "mode",
-                format!("`{other}`: expected \"enforce\" or \"monitor\""),
-            ))
-        }
-    };
+    let mut p = raw.policy;
+    let raw_recipients = p.recipients.take();
+    let mode = parse_mode(&ctx, "policy", p.mode.as_deref())?;
     let quarantine = match p.quarantine.as_deref().unwrap_or("hold") {
         "hold" => QuarantineMode::Hold,
         "tag" => QuarantineMode::Tag,
@@ -571,35 +685,8 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
     {
         trusted_networks.push(parse_net(&n).map_err(|e| ctx.err("policy", "trusted_networks", e))?);
     }
-    let mut rules = Vec::new();
-    for (check_name, by_result) in p.rules.unwrap_or_default() {
-        for (result_name, raw_rule) in &by_result {
-            rules.push(parse_rule(&ctx, &check_name, result_name, raw_rule)?);
-        }
-    }
-    let mut overrides = Vec::new();
-    for o in p.overrides.unwrap_or_default() {
-        let domain = o.domain.trim_end_matches('.').to_ascii_lowercase();
-        if !valid_domain(&domain) {
-            return Err(ctx.err(
-                "policy.overrides",
-                "domain",
-                format!("`{}` is not a domain name", o.domain),
-            ));
-        }
-        let dmarc_policy = match &o.dmarc_policy {
-            None => None,
-            Some(s) => Some(
-                s.parse::<DmarcPolicy>()
-                    .map_err(|e| ctx.err("policy.overrides", "dmarc_policy", e))?,
-            ),
-        };
-        overrides.push(Override {
-            domain,
-            never_reject: o.never_reject.unwrap_or(false),
-            dmarc_policy,
-        });
-    }
+    let rules = parse_rules(&ctx, "policy.rules", p.rules)?;
+    let overrides = parse_overrides(&ctx, "policy.overrides", p.overrides)?;
     let mut policy = PolicyConfig {
         mode,
         quarantine,
@@ -618,6 +705,7 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         rules,
         overrides,
         arc: ArcTrust::default(),
+        recipients: Vec::new(),
     };
 
     // [log]
@@ -722,6 +810,8 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             .filter(|s| !s.is_empty())
             .collect(),
     };
+    // After every inherited setting (ARC trust included) is in place.
+    policy.recipients = parse_recipients(&ctx, &policy, raw_recipients)?;
     let seal_headers: Vec<String> = a.seal_headers.unwrap_or_else(|| {
         seal::DEFAULT_HEADERS
             .iter()

@@ -16,6 +16,12 @@
 //! 4. `never_reject` domains are quarantined instead of rejected.
 //! 5. Trusted networks, authenticated clients and global monitor mode never
 //!    enforce: the message is accepted and the would-be verdict is reported.
+//!
+//! Per recipient domain ([`RecipientPolicy`], `[[policy.recipients]]`): each
+//! policy that applies to one of the message's recipients decides as above,
+//! and the most lenient verdict is the message's ([`decide_for`]): one
+//! message is accepted or refused for all its recipients at once, so no
+//! recipient loses mail because another recipient's policy is stricter.
 
 pub mod arc;
 mod verdict;
@@ -148,6 +154,78 @@ pub struct PolicyConfig {
     pub overrides: Vec<Override>,
     /// Trusted ARC sealers.
     pub arc: ArcTrust,
+    /// Policies for mail to some recipient domains; each is this policy
+    /// with its own mode, rules and overrides (and no recipients of its own).
+    pub recipients: Vec<RecipientPolicy>,
+}
+
+/// The policy for mail to some recipient domains and their subdomains.
+#[derive(Clone, Debug)]
+pub struct RecipientPolicy {
+    /// Named in the log line and `X-Authmilter-Would`.
+    pub name: String,
+    /// Lower case, without trailing dot.
+    pub domains: Vec<String>,
+    pub policy: PolicyConfig,
+}
+
+/// The name of the policy that applies to recipients no block names.
+pub const DEFAULT_POLICY: &str = "default";
+
+impl PolicyConfig {
+    /// The policies that apply to `rcpts` (`None`: this one), in
+    /// configuration order, each once. A recipient gets the block naming
+    /// the longest suffix of its domain, else the default policy.
+    pub fn applying(&self, rcpts: &[String]) -> Vec<Option<usize>> {
+        let mut out: Vec<Option<usize>> = Vec::new();
+        for r in rcpts {
+            let domain = r
+                .rsplit_once('@')
+                .map_or(r.as_str(), |(_, d)| d)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let mut best: Option<(usize, usize)> = None;
+            for (i, block) in self.recipients.iter().enumerate() {
+                for d in &block.domains {
+                    let hit = domain == *d || domain.ends_with(&format!(".{d}"));
+                    if hit && best.is_none_or(|(_, len)| d.len() > len) {
+                        best = Some((i, d.len()));
+                    }
+                }
+            }
+            let which = best.map(|(i, _)| i);
+            if !out.contains(&which) {
+                out.push(which);
+            }
+        }
+        if out.is_empty() {
+            out.push(None);
+        }
+        out.sort_by_key(|w| w.map_or(0, |i| i + 1));
+        out
+    }
+
+    fn named(&self, which: Option<usize>) -> (&PolicyConfig, &str) {
+        match which.and_then(|i| self.recipients.get(i)) {
+            None => (self, DEFAULT_POLICY),
+            Some(b) => (&b.policy, b.name.as_str()),
+        }
+    }
+
+    /// Adds the policy of one more recipient to `applying` (kept in
+    /// configuration order, each once), so messages with any number of
+    /// recipients are judged by all the policies that apply.
+    pub fn add_recipient(&self, applying: &mut Vec<Option<usize>>, rcpt: &str) {
+        if self.recipients.is_empty() {
+            return;
+        }
+        for w in self.applying(&[rcpt.to_string()]) {
+            if !applying.contains(&w) {
+                applying.push(w);
+                applying.sort_by_key(|w| w.map_or(0, |i| i + 1));
+            }
+        }
+    }
 }
 
 impl PolicyConfig {
@@ -382,6 +460,64 @@ pub fn decide(ev: &Evidence, trust: &ClientTrust, cfg: &PolicyConfig) -> Verdict
     verdict.override_reason = override_reason;
     verdict.arc = arc_judgement;
     verdict
+}
+
+/// The verdict for a message whose recipients get the policies `applying`
+/// ([`PolicyConfig::applying`]; empty: the default): with
+/// `[[policy.recipients]]`, each policy that applies to a recipient
+/// decides, and the most lenient
+/// verdict wins (the first of equals: the default policy before the
+/// blocks, the blocks in configuration order). Its reason, and what it
+/// would have done, name the policy that decided.
+pub fn decide_for(
+    ev: &Evidence,
+    trust: &ClientTrust,
+    cfg: &PolicyConfig,
+    applying: &[Option<usize>],
+) -> Verdict {
+    if cfg.recipients.is_empty() {
+        return decide(ev, trust, cfg);
+    }
+    let mut best: Option<(Verdict, &str)> = None;
+    let default = [None];
+    let applying = if applying.is_empty() {
+        &default[..]
+    } else {
+        applying
+    };
+    for which in applying {
+        let (policy, name) = cfg.named(*which);
+        let v = decide(ev, trust, policy);
+        if best.as_ref().is_none_or(|(b, _)| v.action < b.action) {
+            best = Some((v, name));
+        }
+    }
+    let (mut v, name) = best.expect("at least one policy applies");
+    v.reason = format!("{} [policy {name}]", v.reason);
+    if let Some((_, why)) = v.would.as_mut() {
+        *why = format!("{why} [policy {name}]");
+    }
+    v.policy = Some(name.to_string());
+    v
+}
+
+/// The verdict at MAIL FROM (see [`decide_at_mail`]). The recipients are
+/// not known yet, so with `[[policy.recipients]]` the message is refused
+/// only when every policy would refuse it, with the most lenient refusal.
+pub fn decide_at_mail_for(
+    spf_mailfrom: &SpfEvidence,
+    spf_helo: Option<&SpfEvidence>,
+    trust: &ClientTrust,
+    cfg: &PolicyConfig,
+) -> Option<Verdict> {
+    let mut best = decide_at_mail(spf_mailfrom, spf_helo, trust, cfg)?;
+    for block in &cfg.recipients {
+        let v = decide_at_mail(spf_mailfrom, spf_helo, trust, &block.policy)?;
+        if v.action < best.action {
+            best = v;
+        }
+    }
+    Some(best)
 }
 
 /// The verdict at MAIL FROM, when SPF rejection there is enabled: only table

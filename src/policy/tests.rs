@@ -455,3 +455,71 @@ mod arc_trust {
         assert_eq!(v.action, Action::Reject);
     }
 }
+
+#[test]
+fn recipient_policies_apply_by_domain_and_the_most_lenient_decides() {
+    let c = cfg("[[policy.recipients]]\nname = \"mon\"\ndomains = [\"example.org\"]\nmode = \"monitor\"\n[[policy.recipients]]\nname = \"deep\"\ndomains = [\"eu.example.org\"]\n[[policy.recipients.overrides]]\ndomain = \"example.com\"\nnever_reject = true\n");
+    let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(c.applying(&r(&[])), [None]);
+    assert_eq!(c.applying(&r(&["a@other.example"])), [None]);
+    assert_eq!(
+        c.applying(&r(&["a@example.org", "b@Sub.Example.ORG."])),
+        [Some(0)]
+    );
+    // The longest matching domain wins; order: default, then the blocks.
+    assert_eq!(
+        c.applying(&r(&["a@x.eu.example.org", "b@example.org", "c@o.example"])),
+        [None, Some(0), Some(1)]
+    );
+    // Not a suffix match on labels: notexample.org is not under example.org.
+    assert_eq!(c.applying(&r(&["a@notexample.org"])), [None]);
+    let mut acc = Vec::new();
+    c.add_recipient(&mut acc, "a@eu.example.org");
+    c.add_recipient(&mut acc, "b@nowhere.example");
+    c.add_recipient(&mut acc, "c@eu.example.org");
+    assert_eq!(acc, [None, Some(1)]);
+
+    let spoof = ev(Fail, DmarcPolicy::Reject, Fail);
+    let t = untrusted();
+    let v = decide_for(&spoof, &t, &c, &[None]);
+    assert_eq!(v.action, Action::Reject);
+    assert_eq!(v.policy.as_deref(), Some("default"));
+    assert!(v.reason.ends_with("[policy default]"), "{}", v.reason);
+    let v = decide_for(&spoof, &t, &c, &[None, Some(1)]);
+    assert_eq!(v.action, Action::Quarantine);
+    assert_eq!(v.policy.as_deref(), Some("deep"));
+    let v = decide_for(&spoof, &t, &c, &[None, Some(0), Some(1)]);
+    assert_eq!(v.action, Action::Accept);
+    let (would, why) = v.would.clone().unwrap();
+    assert_eq!(would, Action::Reject);
+    assert!(why.contains("[policy mon]"), "{why}");
+    // Without blocks: exactly decide().
+    let plain = cfg("");
+    assert_eq!(
+        decide_for(&spoof, &t, &plain, &[]),
+        decide(&spoof, &t, &plain)
+    );
+}
+
+#[test]
+fn rejection_at_mail_from_needs_every_recipient_policy() {
+    let spf_fail = SpfEvidence {
+        result: Fail,
+        identity: SpfIdentity::MailFrom,
+        sender: "x@evil.example".into(),
+        domain: "evil.example".into(),
+        reason: None,
+    };
+    let t = untrusted();
+    let rule = "spf_reject_at_mail = true\n[policy.rules.spf]\nfail = { action = \"reject\" }\n";
+    let c = cfg(rule);
+    assert!(decide_at_mail_for(&spf_fail, None, &t, &c).is_some());
+    // A monitor block: the recipients are not known yet, so no rejection.
+    let c = cfg(&format!(
+        "{rule}[[policy.recipients]]\ndomains = [\"a.example\"]\nmode = \"monitor\"\n"
+    ));
+    assert!(decide_at_mail_for(&spf_fail, None, &t, &c).is_none());
+    // A block with the same rule (inherited): still rejected.
+    let c = cfg(&format!("{rule}[[policy.recipients]]\ndomains = [\"a.example\"]\n[[policy.recipients.overrides]]\ndomain = \"b.example\"\nnever_reject = true\n"));
+    assert!(decide_at_mail_for(&spf_fail, None, &t, &c).is_some());
+}

@@ -124,6 +124,8 @@ pub struct Verdict {
     pub override_reason: Option<&'static str>,
     /// How the ARC chain was judged, when DMARC failed and there was one.
     pub arc: Option<super::ArcJudgement>,
+    /// The policy that decided, when `[[policy.recipients]]` are configured.
+    pub policy: Option<String>,
 }
 
 impl Verdict {
@@ -137,6 +139,7 @@ impl Verdict {
             dmarc_disposition: None,
             override_reason: None,
             arc: None,
+            policy: None,
         }
     }
 

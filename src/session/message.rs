@@ -24,6 +24,8 @@ pub struct Message {
     pub rcpt_count: usize,
     /// The first recipients (for captures), without angle brackets.
     pub rcpts: Vec<String>,
+    /// The `[[policy.recipients]]` policies of all recipients (`None`: the default).
+    pub policies: Vec<Option<usize>>,
     /// The DNS answers of this message, when captures are configured.
     pub recorder: Option<std::sync::Arc<crate::dns::capture::Recorder>>,
     /// This message is to be captured (decided at end of headers).
@@ -76,6 +78,7 @@ impl Message {
             authenticated,
             rcpt_count: 0,
             rcpts: Vec::new(),
+            policies: Vec::new(),
             recorder: None,
             capture: false,
             captured_raw: None,

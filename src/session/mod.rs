@@ -296,7 +296,8 @@ impl Session {
             if let Some(spf) = msg.spf.as_mut() {
                 if let Some((mf, helo)) = spf.get().await {
                     let trust = self.trust(&msg);
-                    if let Some(v) = policy::decide_at_mail(&mf, helo.as_ref(), &trust, policy) {
+                    if let Some(v) = policy::decide_at_mail_for(&mf, helo.as_ref(), &trust, policy)
+                    {
                         let reply = v.reply_or_default().expect("reject or tempfail");
                         info!(
                             queue_id = msg.queue_id.as_deref().unwrap_or("-"),
@@ -321,15 +322,17 @@ impl Session {
         outcome
     }
 
-    /// RCPT TO: counted for the log, the first ones kept for captures.
+    /// RCPT TO: counted for the log, its policy noted (every recipient),
+    /// the first ones kept for captures.
     pub fn rcpt(&mut self, recipient: &str) {
         if let Some(m) = self.msg.as_mut() {
             m.rcpt_count += 1;
+            let r = recipient
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>');
+            self.rt.config.policy.add_recipient(&mut m.policies, r);
             if m.rcpts.len() < 100 {
-                let r = recipient
-                    .trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>');
                 m.rcpts.push(r.to_string());
             }
         }
@@ -652,7 +655,8 @@ impl Session {
         let ev = self.evidence().instrument(span.clone()).await?;
         let msg = self.msg.as_ref()?;
         let cfg = &self.rt.config;
-        let mut verdict: Verdict = policy::decide(&ev, &self.trust(msg), &cfg.policy);
+        let mut verdict: Verdict =
+            policy::decide_for(&ev, &self.trust(msg), &cfg.policy, &msg.policies);
         if msg.over_budget {
             // Memory for in-flight messages ran out: try again later, the
             // message is not judged on a partial buffer.
