@@ -24,6 +24,8 @@
 //! - [`systemd`]: `sd_notify` readiness, reload and stop notifications.
 //! - [`doctor`]: the sender side: a domain's DNS checked as receivers check
 //!   it (`authmilter doctor`), with the same checks and resolver.
+//! - [`migrate`]: an OpenDKIM/OpenDMARC/policyd-spf configuration as
+//!   `authmilter.toml` (`authmilter migrate`).
 
 pub mod actions;
 pub mod capture;
@@ -33,6 +35,7 @@ pub mod config;
 pub mod dns;
 pub mod doctor;
 pub mod listener;
+pub mod migrate;
 pub mod milter;
 pub mod policy;
 pub mod reports;

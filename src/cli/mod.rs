@@ -1,6 +1,7 @@
 //! The command line: `run` (the daemon, also the default), `check` (one
 //! message offline), `report` (DMARC aggregate reports), `doctor` (a
-//! sending domain's DNS), `config check` and `config show`.
+//! sending domain's DNS), `migrate` (from OpenDKIM/OpenDMARC/policyd-spf),
+//! `config check` and `config show`.
 //!
 //! Exit codes, for every subcommand: 0 success; 1 the work itself failed
 //! (the daemon could not start or stopped on an error, a check could not
@@ -10,6 +11,7 @@ mod check;
 mod config_cmd;
 mod doctor;
 pub mod eml;
+mod migrate;
 pub mod report;
 mod run;
 
@@ -30,6 +32,7 @@ Examples:
   authmilter report --send            (from cron, daily: every complete day)
   authmilter report --until now --out /tmp/reports
   authmilter doctor example.com --ip 192.0.2.1 --selector s1
+  authmilter migrate --write /etc/authmilter/authmilter.toml
 
 Exit codes: 0 success; 1 the work failed (the daemon could not start, a
 message could not be evaluated, a report could not be delivered and is
@@ -62,6 +65,8 @@ pub enum Command {
     Report(Box<report::ReportArgs>),
     /// Check a sending domain's DNS (MX, PTR, SPF, DKIM, DMARC) and explain each mistake.
     Doctor(Box<doctor::DoctorArgs>),
+    /// Translate an OpenDKIM + OpenDMARC + policyd-spf configuration into authmilter.toml.
+    Migrate(Box<migrate::MigrateArgs>),
     /// Validate or print the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -145,6 +150,7 @@ pub fn main() -> ExitCode {
         Some(Command::Check(args)) => check::main(cli.config.as_deref(), *args),
         Some(Command::Report(args)) => report::main(&path, *args),
         Some(Command::Doctor(args)) => doctor::main(cli.config.as_deref(), *args),
+        Some(Command::Migrate(args)) => migrate::main(*args),
         Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&path),
         Some(Command::Config(ConfigCommand::Show(a))) => {
             config_cmd::show((!a.defaults).then_some(path.as_path()))
