@@ -9,7 +9,6 @@ use crate::{
     actions::Plan,
     capture::Envelope,
     checks::evidence::{AuthResult, Evidence},
-    config::Config,
     dns::capture::Recorder,
     policy::{Action, Reply},
     session::{Client, Outcome, Session},
@@ -186,14 +185,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 /// `authmilter check`.
 pub fn main(config: Option<&Path>, args: CheckArgs) -> ExitCode {
-    let config = match config {
-        Some(p) => Config::load(p),
-        None if Path::new(super::DEFAULT_CONFIG).exists() => {
-            Config::load(Path::new(super::DEFAULT_CONFIG))
-        }
-        None => Ok(Config::default_config()),
-    };
-    let config = match config {
+    let config = match super::config_or_defaults(config) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

@@ -1,7 +1,7 @@
 //! `authmilter doctor DOMAIN`: the sender side's DNS, checked the way
 //! receivers check it (`src/doctor/`), printed as text or JSON.
 
-use crate::{config::Config, doctor};
+use crate::doctor;
 use clap::Args;
 use std::{
     net::IpAddr,
@@ -43,14 +43,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 /// Runs `authmilter doctor`: exit 0 no errors, 1 errors found, 2 the check could not run.
 pub fn main(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
-    let config = match config {
-        Some(p) => Config::load(p),
-        None if Path::new(super::DEFAULT_CONFIG).exists() => {
-            Config::load(Path::new(super::DEFAULT_CONFIG))
-        }
-        None => Ok(Config::default_config()),
-    };
-    let config = match config {
+    let config = match super::config_or_defaults(config) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

@@ -89,6 +89,21 @@ pub struct ShowArgs {
     pub defaults: bool,
 }
 
+/// The configuration of `-c FILE`; without `-c`, the default file when it
+/// exists, else the built-in defaults (`check`, `doctor`: useful on any machine).
+pub(crate) fn config_or_defaults(
+    given: Option<&std::path::Path>,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    use crate::config::Config;
+    match given {
+        Some(p) => Config::load(p),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            Config::load(std::path::Path::new(DEFAULT_CONFIG))
+        }
+        None => Ok(Config::default_config()),
+    }
+}
+
 /// The resolver of `--dns-zone FILE...`: answers from those zone files
 /// (names outside them SERVFAIL), or the configured resolver without any.
 pub(crate) fn dns_from(
