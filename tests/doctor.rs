@@ -221,6 +221,7 @@ async fn spf_mistakes() {
             Severity::Error,
             "typo",
         ),
+        ("long.test", "dns.string_too_long", Severity::Error, "Split"),
     ];
     for (domain, id, sev, fix) in cases {
         let r = diagnose(domain, &[], &[]).await;
@@ -368,6 +369,7 @@ async fn dkim_mistakes() {
         ),
         ("dup", "dkim.duplicate_tag", Severity::Error, "k="),
         ("nokey", "dkim.key_missing", Severity::Error, "selector"),
+        ("longkey", "dns.string_too_long", Severity::Error, "Split"),
     ];
     for (sel, id, sev, fix) in cases {
         let r = diagnose("dkim.test", &[], &[sel]).await;

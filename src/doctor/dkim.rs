@@ -48,13 +48,26 @@ pub async fn check(dns: &Dns, domain: &str, selectors: &[String]) -> Outcome {
     let mut found = 0;
     for sel in &list {
         let name = format!("{sel}._domainkey.{domain}");
-        match dns.txt(&name).await {
+        let mut long = Vec::new();
+        let joined = dns.txt_strings(&name).await.map(|records| {
+            long.extend(
+                records
+                    .iter()
+                    .filter_map(|r| super::long_strings(AREA, &name, r)),
+            );
+            records.into_iter().map(|r| r.concat()).collect::<Vec<_>>()
+        });
+        match joined {
             // A guessed selector answered by something that is no key
             // record (a wildcard TXT such as "v=spf1 -all"): nothing there.
             Ok(txts) if !given && !txts.iter().any(|t| looks_like_key(t)) => {}
             Ok(txts) => {
                 found += 1;
                 let mut f = record(&name, sel, &txts, given);
+                if !long.is_empty() {
+                    f.retain(|x| x.id != "dkim.ok");
+                    f.append(&mut long);
+                }
                 // A revoked key (empty p=) is only a warning when guessed,
                 // but verifies nothing.
                 if f

@@ -150,6 +150,25 @@ pub fn dns_trouble(area: &'static str, name: &str, rtype: &str, e: &LookupError)
     .fix("Make every name server of the zone answer for this name (see the name server findings); check the zone loads without errors.")
 }
 
+/// A TXT record with a character-string over 255 octets: DNS cannot carry
+/// it (RFC 1035 §3.3), so zone files holding one are refused or cut by
+/// name servers. Only zone files (`--dns-zone`) can show it.
+pub fn long_strings(area: &'static str, name: &str, strings: &[Vec<u8>]) -> Option<Finding> {
+    let longest = strings.iter().map(Vec::len).max()?;
+    (longest > 255).then(|| {
+        Finding::new(
+            area,
+            "dns.string_too_long",
+            Severity::Error,
+            name,
+            format!("a TXT string of {longest} octets; one string holds at most 255"),
+        )
+        .why("RFC 1035 §3.3: a TXT character-string is at most 255 octets. Name servers refuse such a zone or cut the record, so receivers see no record or a broken one (RFC 7208 §3.3, RFC 6376 §3.6.2.2: long records are split into several strings).")
+        .reply("what a missing or broken record gives: 550 5.7.24 (SPF permerror), or DKIM permerror and 550 5.7.1 under DMARC p=reject")
+        .fix("Split the value into strings of at most 255 octets in one record: TXT \"first part\" \"second part\" (receivers join them without a space).")
+    })
+}
+
 /// What to check.
 #[derive(Clone, Debug, Default)]
 pub struct Options {

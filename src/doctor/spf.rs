@@ -119,7 +119,9 @@ async fn analyse(
     strings: &[Vec<u8>],
 ) -> Outcome {
     let record_text = text(strings);
-    let mut findings = Vec::new();
+    let mut findings: Vec<Finding> = super::long_strings(AREA, domain, strings)
+        .into_iter()
+        .collect();
     let parsed = SpfRecord::from_str(&record_text);
     if strings.len() > 1 && parsed.is_err() {
         let spaced = strings
@@ -314,7 +316,11 @@ async fn analyse(
             .details(walk.macros.clone()),
         );
     }
-    let usable = !walk.findings.iter().any(|f| f.severity == Severity::Error);
+    let usable = !walk
+        .findings
+        .iter()
+        .chain(&findings)
+        .any(|f| f.severity == Severity::Error);
     if usable && !walk.unfollowed {
         walk.findings.push(
             Finding::ok(
