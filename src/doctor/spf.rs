@@ -516,9 +516,7 @@ impl<'a> Walk<'a> {
                 if self.is_macro(path, m, &target) {
                     return;
                 }
-                let (v4, v6) = (self.dns.a(&target).await, self.dns.aaaa(&target).await);
-                self.family_void(path, m, &target, v4.map(|v| v.len()), Family::V4);
-                self.family_void(path, m, &target, v6.map(|v| v.len()), Family::V6);
+                self.host_voids(path, m, &target).await;
             }
             Mechanism::Mx(x) => {
                 self.lookups.push(counted(m));
@@ -539,9 +537,7 @@ impl<'a> Walk<'a> {
                     ),
                     Ok(list) => {
                         for (_, host) in &list {
-                            let (v4, v6) = (self.dns.a(host).await, self.dns.aaaa(host).await);
-                            self.family_void(path, m, host, v4.map(|v| v.len()), Family::V4);
-                            self.family_void(path, m, host, v6.map(|v| v.len()), Family::V6);
+                            self.host_voids(path, m, host).await;
                         }
                     }
                     Err(e @ LookupError::Temporary(_)) => {
@@ -617,6 +613,14 @@ impl<'a> Walk<'a> {
             self.macros.push(format!("{path}: {m}"));
         }
         is
+    }
+
+    /// The A and AAAA lookups of an `a` target or an MX host: a void
+    /// lookup for the senders of each family it has no address in.
+    async fn host_voids(&mut self, path: &str, m: &Mechanism, host: &str) {
+        let (v4, v6) = (self.dns.a(host).await, self.dns.aaaa(host).await);
+        self.family_void(path, m, host, v4.map(|v| v.len()), Family::V4);
+        self.family_void(path, m, host, v6.map(|v| v.len()), Family::V6);
     }
 
     /// One address lookup's outcome: no address is a void lookup for the

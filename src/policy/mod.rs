@@ -179,30 +179,31 @@ impl PolicyConfig {
     pub fn applying(&self, rcpts: &[String]) -> Vec<Option<usize>> {
         let mut out: Vec<Option<usize>> = Vec::new();
         for r in rcpts {
-            let domain = r
-                .rsplit_once('@')
-                .map_or(r.as_str(), |(_, d)| d)
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
-            let mut best: Option<(usize, usize)> = None;
-            for (i, block) in self.recipients.iter().enumerate() {
-                for d in &block.domains {
-                    let hit = domain == *d || domain.ends_with(&format!(".{d}"));
-                    if hit && best.is_none_or(|(_, len)| d.len() > len) {
-                        best = Some((i, d.len()));
-                    }
-                }
-            }
-            let which = best.map(|(i, _)| i);
-            if !out.contains(&which) {
-                out.push(which);
-            }
+            insert_ordered(&mut out, self.policy_of(r));
         }
         if out.is_empty() {
             out.push(None);
         }
-        out.sort_by_key(|w| w.map_or(0, |i| i + 1));
         out
+    }
+
+    /// The block whose domain is the longest suffix of `rcpt`'s domain.
+    fn policy_of(&self, rcpt: &str) -> Option<usize> {
+        let domain = rcpt
+            .rsplit_once('@')
+            .map_or(rcpt, |(_, d)| d)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let mut best: Option<(usize, usize)> = None;
+        for (i, block) in self.recipients.iter().enumerate() {
+            for d in &block.domains {
+                let hit = domain == *d || domain.ends_with(&format!(".{d}"));
+                if hit && best.is_none_or(|(_, len)| d.len() > len) {
+                    best = Some((i, d.len()));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     fn named(&self, which: Option<usize>) -> (&PolicyConfig, &str) {
@@ -216,15 +217,18 @@ impl PolicyConfig {
     /// configuration order, each once), so messages with any number of
     /// recipients are judged by all the policies that apply.
     pub fn add_recipient(&self, applying: &mut Vec<Option<usize>>, rcpt: &str) {
-        if self.recipients.is_empty() {
-            return;
+        if !self.recipients.is_empty() {
+            insert_ordered(applying, self.policy_of(rcpt));
         }
-        for w in self.applying(&[rcpt.to_string()]) {
-            if !applying.contains(&w) {
-                applying.push(w);
-                applying.sort_by_key(|w| w.map_or(0, |i| i + 1));
-            }
-        }
+    }
+}
+
+/// Adds `which` once, keeping the default first and the blocks in
+/// configuration order.
+fn insert_ordered(applying: &mut Vec<Option<usize>>, which: Option<usize>) {
+    let key = |w: &Option<usize>| w.map_or(0, |i| i + 1);
+    if let Err(at) = applying.binary_search_by_key(&key(&which), key) {
+        applying.insert(at, which);
     }
 }
 
