@@ -167,6 +167,32 @@ fn hand_made_files_with_every_supported_key() {
     ] {
         assert!(diff.contains(key), "no difference for {key}:\n{diff}");
     }
+    // RequiredHeaders true: OpenDMARC rejected an invalid From as authmilter does.
+    assert!(!diff.contains("without exactly one valid From"), "{diff}");
+    // What the old programs decide differently whatever their keys (each
+    // measured by integration/migration), from the file that runs them.
+    for (what, from) in [
+        ("np=, psd= and t=", "OpenDMARC 1.4 itself"),
+        ("under strict alignment", "OpenDMARC 1.4 itself"),
+        (
+            "A DNS failure while looking up a DMARC policy",
+            "OpenDMARC 1.4 itself",
+        ),
+        (
+            "reads every mailbox of the From field",
+            "OpenDMARC 1.4 itself",
+        ),
+        ("Bounces (null MAIL FROM)", "OpenDMARC 1.4 itself"),
+        ("rsa-sha1", "OpenDKIM 2.11 itself"),
+        ("t=) far in the future", "OpenDKIM 2.11 itself"),
+    ] {
+        assert!(
+            m.differences
+                .iter()
+                .any(|n| n.text.contains(what) && n.origin.ends_with(from)),
+            "no difference {what:?} from {from}:\n{diff}"
+        );
+    }
     let human = texts(&m.human).join("\n");
     assert!(
         human.contains("relay.example.net") && human.contains("TrustedHosts:5"),
@@ -274,6 +300,12 @@ fn the_files_debian_ships() {
     assert!(texts(&m.differences)
         .join("\n")
         .contains("RejectFailures defaults to false"));
+    // RequiredHeaders is not set: OpenDMARC delivered mail without a valid From.
+    assert!(m
+        .differences
+        .iter()
+        .any(|n| n.origin.contains("RequiredHeaders not set")
+            && n.text.contains("without exactly one valid From")));
     // policyd-spf's shipped HELO_reject / Mail_From_reject = Fail.
     let rejects = |check: &str| {
         c.policy.rules.iter().any(|r| {

@@ -122,7 +122,7 @@ pub fn translate(m: &mut Migration, input: &Input, read: &dyn Fn(&str) -> Result
             "AlwaysAddARHeader" | "AuthservIDWithJobID" => m.difference(o, format!("{k}: authmilter always writes exactly one Authentication-Results header, without a job id")),
             "TrustAnchorFile" | "DNSSEC" | "UnprotectedKey" | "UnprotectedPolicy" => m.difference(o, format!("{k}: authmilter does not validate DNSSEC itself: point dns.nameservers at a validating resolver")),
             "RequireSafeKeys" => m.difference(o, "RequireSafeKeys: authmilter does not check key file permissions (it has no keys unless it seals ARC)"),
-            "RequiredHeaders" => m.difference(o, format!("RequiredHeaders {v}: authmilter always requires exactly one valid From field (policy.invalid_from, reject by default) and checks nothing else of RFC 5322")),
+            "RequiredHeaders" => m.difference(o, format!("RequiredHeaders {v}: authmilter requires exactly one valid From field (policy.invalid_from, reject by default) and checks nothing else of RFC 5322")),
             "Quarantine" => m.human(o, format!("Quarantine {v}: authmilter quarantines by DMARC policy and [policy.rules.dkim]; choose the rules that should hold mail")),
             "ExternalIgnoreList" => m.drop_(o, "ExternalIgnoreList only silences OpenDKIM's log of unsigned mail from your own domains"),
             k if SIGNING.contains(&k) => m.drop_(o, format!("{k} is a signing setting: authmilter verifies only; keep OpenDKIM (Mode s) or another signer for outgoing mail")),
@@ -140,8 +140,22 @@ pub fn translate(m: &mut Migration, input: &Input, read: &dyn Fn(&str) -> Result
             &origin,
             "OpenDKIM did not verify (no v in Mode); authmilter verifies every message",
         );
+    } else {
+        let itself = format!("{}: OpenDKIM 2.11 itself", input.path);
+        for text in STANDARDS {
+            m.difference(&itself, *text);
+        }
     }
 }
+
+/// Where OpenDKIM 2.11 and authmilter (RFC 6376, RFC 8301) verify
+/// differently whatever the configuration: each measured by
+/// `integration/migration` against Debian's 2.11.0~beta2.
+const STANDARDS: &[&str] = &[
+    "rsa-sha1: OpenDKIM passes rsa-sha1 signatures; RFC 8301 §3.1 forbids verifiers to, so authmilter never passes them and mail that aligned only through one now fails DMARC",
+    "A key record whose k= is not the signature's algorithm: OpenDKIM passed such a signature; authmilter fails it (RFC 6376 §6.1.2 step 6)",
+    "Signature timestamps (t=) far in the future: OpenDKIM fails such a signature; authmilter passes it when it verifies and has not expired (RFC 6376 §3.5: t= is informative, only x= expires a signature)",
+];
 
 fn on_action(m: &mut Migration, key: &str, v: &str, o: &super::Origin) {
     let result = match key {
