@@ -56,6 +56,10 @@ pub struct Envelope {
     pub mail_from: String,
     pub rcpt: Vec<String>,
     pub auth: Option<String>,
+    /// The SASL mechanism of SMTP AUTH (`{auth_type}`).
+    pub auth_type: Option<String>,
+    /// The TLS session (`{tls_version}`, `{cipher}`, `{cipher_bits}`).
+    pub tls: Option<crate::checks::evidence::TlsInfo>,
     pub queue_id: Option<String>,
 }
 
@@ -84,6 +88,18 @@ impl Envelope {
         }
         if let Some(a) = &self.auth {
             out.push(format!("--auth {}", q(a)));
+        }
+        if let Some(a) = &self.auth_type {
+            out.push(format!("--auth-type {}", q(a)));
+        }
+        if let Some(t) = &self.tls {
+            out.push(format!("--tls-version {}", q(&t.version)));
+            if let Some(c) = &t.cipher {
+                out.push(format!("--cipher {}", q(c)));
+            }
+            if let Some(b) = &t.bits {
+                out.push(format!("--cipher-bits {}", q(b)));
+            }
         }
         out.join(" ")
     }

@@ -227,3 +227,71 @@ fn check_names_a_bad_zone_file_and_line() {
     assert!(!ok);
     assert!(out.contains(&format!("{}:2:", zone.display())), "{out}");
 }
+
+/// `check` takes the SMTP AUTH and TLS macros as options, and writes what
+/// `[results]` and `[spf] received_spf_header` ask for.
+#[test]
+fn check_takes_auth_and_tls_macros() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("bank.zone");
+    std::fs::write(
+        &zone,
+        "$ORIGIN bank.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=none\"\n",
+    )
+    .unwrap();
+    let conf = dir.path().join("a.toml");
+    std::fs::write(
+        &conf,
+        "[milter]\nauthserv_id = \"mx.test\"\n[reports]\nenabled = false\n[spf]\nreceived_spf_header = true\n[results]\nauth = true\nx_tls = true\n",
+    )
+    .unwrap();
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, "From: alerts@bank.test\nSubject: x\n\nhello\n").unwrap();
+    let (ok, out) = authmilter(&[
+        "check",
+        "-c",
+        conf.to_str().unwrap(),
+        "--dns-zone",
+        zone.to_str().unwrap(),
+        "--client-ip",
+        "198.51.100.7",
+        "--helo",
+        "laptop",
+        "--mail-from",
+        "alerts@bank.test",
+        "--auth",
+        "alice",
+        "--auth-type",
+        "PLAIN",
+        "--tls-version",
+        "TLSv1.3",
+        "--cipher",
+        "TLS_AES_128_GCM_SHA256",
+        "--cipher-bits",
+        "128",
+        "--json",
+        msg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ar = v["authentication_results"].as_str().unwrap();
+    assert!(ar.contains("auth=pass (PLAIN) smtp.auth=alice"), "{ar}");
+    assert!(
+        ar.contains(
+            "x-tls=pass smtp.version=TLSv1.3 smtp.cipher=TLS_AES_128_GCM_SHA256 smtp.bits=128"
+        ),
+        "{ar}"
+    );
+    let added = v["added_headers"].as_array().unwrap();
+    assert!(
+        added.iter().any(|h| h["name"] == "Received-SPF"
+            && h["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("fail (mx.test: domain of alerts@bank.test")),
+        "{v}"
+    );
+    // The cipher without a TLS version is refused as bad usage.
+    let (ok, out) = authmilter(&["check", "--client-ip", "192.0.2.1", "--cipher", "X"]);
+    assert!(!ok && out.contains("--tls-version"), "{out}");
+}

@@ -19,14 +19,16 @@ use std::{fmt, net::SocketAddr, path::Path};
 
 /// The per-message summary line's fields (JSON format), in order, after
 /// `message` (whose value is "message"). docs/LOGS.md documents each.
-const SUMMARY_FIELDS: [&str; 20] = [
+const SUMMARY_FIELDS: [&str; 22] = [
     "queue_id",
     "client",
     "helo",
+    "tls",
     "mail_from",
     "rcpt",
     "header_from",
     "iprev",
+    "x_ptr",
     "spf",
     "spf_helo",
     "dkim",

@@ -56,9 +56,11 @@ pub async fn run(rt: &Arc<Runtime>, m: &Msg, fields: &[(String, Vec<u8>)], body:
     let ip = IpAddr::from(m.client);
     s.connect("mail.bench.example", authmilter::session::Client::Inet(ip));
     s.helo("mail.bench.example");
-    let _ = s
-        .mail(&format!("<{}>", m.mail_from), Some("Q1".into()), None)
-        .await;
+    let info = authmilter::session::MailInfo {
+        queue_id: Some("Q1".into()),
+        ..Default::default()
+    };
+    let _ = s.mail(&format!("<{}>", m.mail_from), info).await;
     s.rcpt("<bob@recipient.test>");
     for (name, value) in fields {
         s.header(name, value);

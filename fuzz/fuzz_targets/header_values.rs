@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
             ip: "192.0.2.1".parse().unwrap(),
             name: Some(pick(0)),
             reason: Some(pick(1)),
+            confirmed: vec![],
         }),
         spf_helo: Some(SpfEvidence {
             result: AuthResult::Pass,
@@ -44,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
             sender: format!("postmaster@{}", pick(2)),
             domain: pick(2),
             reason: None,
+            mechanism: None,
         }),
         spf_mailfrom: Some(SpfEvidence {
             result: AuthResult::SoftFail,
@@ -51,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
             sender: pick(3),
             domain: pick(2),
             reason: Some(pick(1)),
+            mechanism: None,
         }),
         dkim: vec![DkimEvidence {
             result: AuthResult::Fail,
@@ -78,6 +81,7 @@ fuzz_target!(|data: &[u8]| {
             local_limit: false,
             record: None,
         },
+        ptr: None, smtp: Default::default(),
     };
     well_formed(&auth_results::build("mx.example", &ev, &Verdict::accept()));
 });

@@ -1,6 +1,9 @@
 //! The Authentication-Results header (RFC 8601) built from the evidence.
 
-use super::sanitize::{comment_text, pvalue, quoted};
+use super::{
+    sanitize::{comment_text, pvalue, quoted},
+    HeaderConfig,
+};
 use crate::{
     checks::evidence::{AuthResult, Evidence, SpfEvidence, SpfIdentity},
     policy::{ArcJudgement, Verdict},
@@ -56,8 +59,54 @@ fn arc_part(ev: &Evidence) -> String {
     out
 }
 
+/// `x-ptr=` as authentication_milter writes it: the HELO name in
+/// `smtp.helo`, the forward-confirmed PTR names (comma-separated) in
+/// `policy.ptr` (left out when there are none).
+fn ptr_part(ev: &Evidence) -> Option<String> {
+    let p = ev.ptr.as_ref()?;
+    let mut out = format!("x-ptr={}", p.result);
+    if !p.helo.is_empty() {
+        out.push_str(&format!(" smtp.helo={}", pvalue(&p.helo)));
+    }
+    if !p.names.is_empty() {
+        out.push_str(&format!(" policy.ptr={}", pvalue(&p.names.join(","))));
+    }
+    Some(out)
+}
+
+/// `x-tls=pass smtp.version=… smtp.cipher=… smtp.bits=…`, as
+/// authentication_milter writes it, when the MTA reported a TLS session.
+fn tls_part(ev: &Evidence) -> Option<String> {
+    let t = ev.smtp.tls.as_ref()?;
+    let mut out = format!("x-tls=pass smtp.version={}", pvalue(&t.version));
+    if let Some(c) = &t.cipher {
+        out.push_str(&format!(" smtp.cipher={}", pvalue(c)));
+    }
+    if let Some(b) = &t.bits {
+        out.push_str(&format!(" smtp.bits={}", pvalue(b)));
+    }
+    Some(out)
+}
+
+/// `auth=pass` (RFC 8601 §2.7.4) for an SMTP AUTH client: the SASL
+/// mechanism in a comment, the user in `smtp.auth` unless withheld.
+fn auth_part(ev: &Evidence, with_user: bool) -> Option<String> {
+    let a = ev.smtp.auth.as_ref()?;
+    let mut out = "auth=pass".to_string();
+    if let Some(m) = a.mechanism.as_deref().map(comment_text) {
+        if !m.is_empty() {
+            out.push_str(&format!(" ({m})"));
+        }
+    }
+    if with_user {
+        out.push_str(&format!(" smtp.auth={}", pvalue(&a.user)));
+    }
+    Some(out)
+}
+
 /// The header value (after `Authentication-Results:`), starting with a space.
-pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
+/// `opts` says which results beyond the checks are written.
+pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict, opts: &HeaderConfig) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(i) = &ev.iprev {
         let name = i
@@ -72,6 +121,15 @@ pub fn build(authserv_id: &str, ev: &Evidence, verdict: &Verdict) -> String {
             // RFC 8601 §2.2: an IPv6 address is no token (`:`): quoted.
             pvalue(&i.ip.to_string())
         ));
+    }
+    if opts.x_ptr {
+        parts.extend(ptr_part(ev));
+    }
+    if opts.x_tls {
+        parts.extend(tls_part(ev));
+    }
+    if opts.auth {
+        parts.extend(auth_part(ev, opts.auth_user));
     }
     let helo_same_as_mailfrom =
         matches!(&ev.spf_mailfrom, Some(s) if s.identity == SpfIdentity::Helo);
@@ -154,6 +212,7 @@ mod tests {
                 ip: "192.0.2.10".parse().unwrap(),
                 name: Some("mail.example.com".into()),
                 reason: None,
+                confirmed: vec![],
             }),
             spf_helo: Some(SpfEvidence {
                 result: AuthResult::Pass,
@@ -161,6 +220,7 @@ mod tests {
                 sender: "postmaster@mail.example.com".into(),
                 domain: "mail.example.com".into(),
                 reason: None,
+                mechanism: None,
             }),
             spf_mailfrom: Some(SpfEvidence {
                 result: AuthResult::Fail,
@@ -168,6 +228,7 @@ mod tests {
                 sender: "evil\r\nX-Injected: yes@example.com".into(),
                 domain: "example.com".into(),
                 reason: Some("matched -all".into()),
+                mechanism: None,
             }),
             dkim: vec![DkimEvidence {
                 result: AuthResult::Pass,
@@ -195,12 +256,19 @@ mod tests {
                 local_limit: false,
                 record: None,
             },
+            ptr: None,
+            smtp: Default::default(),
         }
     }
 
     #[test]
     fn renders_every_method() {
-        let v = build("mx.test", &evidence(), &Verdict::accept());
+        let v = build(
+            "mx.test",
+            &evidence(),
+            &Verdict::accept(),
+            &HeaderConfig::default(),
+        );
         assert!(v.starts_with(" mx.test;\n\t"));
         assert!(v.contains("iprev=pass (mail.example.com) policy.iprev=192.0.2.10"));
         assert!(v.contains("spf=pass smtp.helo=mail.example.com"));
@@ -211,7 +279,12 @@ mod tests {
 
     #[test]
     fn sender_values_cannot_inject_headers() {
-        let v = build("mx.test", &evidence(), &Verdict::accept());
+        let v = build(
+            "mx.test",
+            &evidence(),
+            &Verdict::accept(),
+            &HeaderConfig::default(),
+        );
         for line in v.split('\n') {
             assert!(
                 line.is_empty() || line.starts_with('\t') || line.starts_with(' '),
@@ -230,7 +303,89 @@ mod tests {
         ev.dmarc.effective = DmarcPolicy::Quarantine;
         let mut verdict = Verdict::accept();
         verdict.dmarc_disposition = Some(DmarcPolicy::Quarantine);
-        let v = build("mx.test", &ev, &verdict);
+        let v = build("mx.test", &ev, &verdict, &HeaderConfig::default());
         assert!(v.contains("dmarc=fail (p=reject t=y dis=quarantine) header.from=example.com policy.dmarc=reject"), "{v}");
+    }
+
+    fn all_on() -> HeaderConfig {
+        HeaderConfig {
+            received_spf: true,
+            auth: true,
+            auth_user: true,
+            x_ptr: true,
+            x_tls: true,
+        }
+    }
+
+    fn with_session(user: &str, helo: &str) -> Evidence {
+        let mut ev = evidence();
+        ev.ptr = Some(PtrEvidence {
+            result: AuthResult::Fail,
+            helo: helo.into(),
+            names: vec!["mail.example.com".into(), "alt.example.com".into()],
+        });
+        ev.smtp = SmtpFacts {
+            client_ip: Some("192.0.2.10".parse().unwrap()),
+            helo: Some(helo.into()),
+            auth: Some(SmtpAuth {
+                user: user.into(),
+                mechanism: Some("PLAIN".into()),
+            }),
+            tls: Some(TlsInfo {
+                version: "TLSv1.3".into(),
+                cipher: Some("TLS_AES_256_GCM_SHA384".into()),
+                bits: Some("256".into()),
+            }),
+        };
+        ev
+    }
+
+    #[test]
+    fn extra_results_only_when_configured() {
+        let ev = with_session("alice", "mail.example.com");
+        let off = build("mx.test", &ev, &Verdict::accept(), &HeaderConfig::default());
+        for m in ["auth=", "x-ptr=", "x-tls="] {
+            assert!(!off.contains(m), "{off}");
+        }
+        let on = build("mx.test", &ev, &Verdict::accept(), &all_on());
+        assert!(
+            on.contains(";\n\tauth=pass (PLAIN) smtp.auth=alice;\n\t"),
+            "{on}"
+        );
+        assert!(
+            on.contains("x-ptr=fail smtp.helo=mail.example.com policy.ptr=\"mail.example.com,alt.example.com\";"),
+            "{on}"
+        );
+        assert!(
+            on.contains(
+                "x-tls=pass smtp.version=TLSv1.3 smtp.cipher=TLS_AES_256_GCM_SHA384 smtp.bits=256;"
+            ),
+            "{on}"
+        );
+        let withheld = HeaderConfig {
+            auth_user: false,
+            ..all_on()
+        };
+        let v = build("mx.test", &ev, &Verdict::accept(), &withheld);
+        assert!(v.contains("auth=pass (PLAIN);"), "{v}");
+        assert!(!v.contains("alice"), "{v}");
+    }
+
+    #[test]
+    fn hostile_user_and_helo_stay_inside_their_values() {
+        let ev = with_session("bob;dkim=pass\r\nX-Evil: (1) é", "h;spf=pass\r\n(x)");
+        let v = build("mx.test", &ev, &Verdict::accept(), &all_on());
+        assert!(!v.contains('\r') && v.is_ascii(), "{v}");
+        for line in v.split('\n').skip(1) {
+            assert!(line.starts_with('\t'), "{line:?}");
+        }
+        assert!(
+            v.contains("smtp.auth=\"bob,dkim=passX-Evil: (1) ?\""),
+            "{v}"
+        );
+        assert!(v.contains("x-ptr=fail smtp.helo=\"h,spf=pass(x)\""), "{v}");
+        // No result set was added by the values: the count of `;` is the
+        // number of results (iprev, x-ptr, x-tls, auth, spf x2, dkim, arc, dmarc).
+        assert_eq!(v.matches(';').count(), 9, "{v}");
     }
 }

@@ -1,6 +1,7 @@
 //! Turning a verdict into milter actions: header edits first, then the reply.
 
 pub mod auth_results;
+pub mod received_spf;
 pub mod sanitize;
 
 use crate::{
@@ -12,6 +13,34 @@ use indymilter::{ActionError, ContextActions, SetErrorReply, Status};
 /// Header added when a monitor rule, monitor mode or trust kept a verdict from
 /// being enforced.
 pub const WOULD_HEADER: &str = "X-Authmilter-Would";
+
+/// What the headers record beyond the checks' results (`[results]` and
+/// `[spf] received_spf_header`); each is off by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderConfig {
+    /// Received-SPF fields (RFC 7208 §9.1) beside Authentication-Results.
+    pub received_spf: bool,
+    /// `auth=pass` for SMTP AUTH clients (RFC 8601 §2.7.4).
+    pub auth: bool,
+    /// Name the user in `smtp.auth` (false: withheld).
+    pub auth_user: bool,
+    /// `x-ptr=` (HELO name against the forward-confirmed PTR names).
+    pub x_ptr: bool,
+    /// `x-tls=` (the TLS session the MTA reported).
+    pub x_tls: bool,
+}
+
+impl Default for HeaderConfig {
+    fn default() -> Self {
+        Self {
+            received_spf: false,
+            auth: false,
+            auth_user: true,
+            x_ptr: false,
+            x_tls: false,
+        }
+    }
+}
 
 /// Everything to do to the message at end of data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +60,7 @@ pub fn plan(
     forged: &[(String, i32)],
     ev: &Evidence,
     verdict: Verdict,
+    headers: &HeaderConfig,
 ) -> Plan {
     let mut deletions = forged.to_vec();
     // Deleting from the highest index down keeps the lower indexes valid
@@ -42,8 +72,15 @@ pub fn plan(
     });
     let mut inserts = vec![(
         "Authentication-Results".to_string(),
-        auth_results::build(authserv_id, ev, &verdict),
+        auth_results::build(authserv_id, ev, &verdict, headers),
     )];
+    if headers.received_spf {
+        // RFC 7208 §9.1: above every other Received-SPF field (and, as
+        // prepended trace fields, above the incoming ones).
+        for value in received_spf::build(authserv_id, ev) {
+            inserts.push((received_spf::NAME.to_string(), value));
+        }
+    }
     if verdict.action == Action::Tag {
         inserts.push((
             quarantine_header.to_string(),

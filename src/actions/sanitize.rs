@@ -48,6 +48,27 @@ pub fn pvalue(s: &str) -> String {
     }
 }
 
+/// An RFC 7208 §9.1 Received-SPF value: a `dot-atom` (RFC 5322 §3.2.3)
+/// when it is one, otherwise a quoted-string. Control characters are
+/// dropped and non-ASCII becomes `?`, as in [`pvalue`].
+pub fn dot_atom_or_quoted(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .take(MAX_VALUE_LEN)
+        .collect();
+    let dot_atom = !clean.is_empty()
+        && clean
+            .split('.')
+            .all(|a| !a.is_empty() && a.chars().all(is_atext));
+    if dot_atom {
+        clean
+    } else {
+        quoted(&clean)
+    }
+}
+
 /// A quoted-string with `"` and `\` escaped and control characters removed.
 pub fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -187,6 +208,21 @@ mod tests {
             );
             assert!(v.is_ascii());
         }
+    }
+
+    #[test]
+    fn received_spf_values() {
+        assert_eq!(dot_atom_or_quoted("mail.example.com"), "mail.example.com");
+        assert_eq!(dot_atom_or_quoted("-all"), "-all");
+        assert_eq!(dot_atom_or_quoted("192.0.2.1"), "192.0.2.1");
+        // `@` and `:` are not atext: quoted.
+        assert_eq!(dot_atom_or_quoted("a@example.com"), "\"a@example.com\"");
+        assert_eq!(dot_atom_or_quoted("2001:db8::1"), "\"2001:db8::1\"");
+        assert_eq!(dot_atom_or_quoted("<>"), "\"<>\"");
+        assert_eq!(dot_atom_or_quoted("a..b"), "\"a..b\"");
+        assert_eq!(dot_atom_or_quoted(""), "\"\"");
+        let hostile = dot_atom_or_quoted("x;\r\nX-Injected: 1 (y) \"z\" é");
+        assert_eq!(hostile, "\"x,X-Injected: 1 (y) \\\"z\\\" ?\"");
     }
 
     #[test]

@@ -63,6 +63,53 @@ pub struct IprevEvidence {
     /// The forward-confirmed name (pass) or the first PTR name seen.
     pub name: Option<String>,
     pub reason: Option<String>,
+    /// Every PTR name that resolved back to the address (forward-confirmed),
+    /// in PTR order; empty unless the result is `pass`.
+    pub confirmed: Vec<String>,
+}
+
+/// HELO/PTR consistency (authentication_milter's `x-ptr`): whether the HELO
+/// name is one of the client's forward-confirmed PTR names. Not an RFC 8601
+/// method (`x-` methods are experimental, §2.7.6); derived from iprev
+/// without DNS queries of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PtrEvidence {
+    /// `pass` (a match), `fail` (no forward-confirmed name, or none that
+    /// matches), `none` (no HELO), `temperror` (iprev had a DNS failure).
+    pub result: AuthResult,
+    /// The HELO name as the client gave it.
+    pub helo: String,
+    /// The forward-confirmed PTR names compared with it.
+    pub names: Vec<String>,
+}
+
+/// SMTP AUTH as the MTA reports it (`{auth_authen}`, `{auth_type}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpAuth {
+    /// The authenticated user name.
+    pub user: String,
+    /// The SASL mechanism (PLAIN, LOGIN, …), when reported.
+    pub mechanism: Option<String>,
+}
+
+/// The TLS session as the MTA reports it (`{tls_version}`, `{cipher}`,
+/// `{cipher_bits}`): information, not a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: Option<String>,
+    pub bits: Option<String>,
+}
+
+/// What the MTA told us about the SMTP session: copied into the headers
+/// (Received-SPF's `client-ip` and `helo`, `auth=`, `x-tls=`), never checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmtpFacts {
+    pub client_ip: Option<IpAddr>,
+    /// The HELO/EHLO argument, trimmed; `None` without HELO.
+    pub helo: Option<String>,
+    pub auth: Option<SmtpAuth>,
+    pub tls: Option<TlsInfo>,
 }
 
 /// Which SPF identity was checked.
@@ -82,6 +129,9 @@ pub struct SpfEvidence {
     /// The domain checked.
     pub domain: String,
     pub reason: Option<String>,
+    /// The mechanism that matched (`ip4:192.0.2.0/24`, `all`); `None` when
+    /// none matched (the default result) or the result is none or an error.
+    pub mechanism: Option<String>,
 }
 
 /// One DKIM signature's evaluation (RFC 6376, 8301, 8463).
@@ -277,6 +327,10 @@ pub struct Evidence {
     /// DKIM2 signatures, in instance order; empty when there are none.
     pub dkim2: Vec<Dkim2Evidence>,
     pub dmarc: DmarcEvidence,
+    /// HELO/PTR consistency; `None` without a client address.
+    pub ptr: Option<PtrEvidence>,
+    /// The SMTP session as the MTA reported it.
+    pub smtp: SmtpFacts,
 }
 
 impl Evidence {

@@ -16,6 +16,7 @@ pub async fn check(dns: &Dns, ip: IpAddr, max_names: usize) -> IprevEvidence {
         ip,
         name,
         reason: Some(reason.to_string()).filter(|r| !r.is_empty()),
+        confirmed: Vec::new(),
     };
     let names = match dns.ptr(ip).await {
         Ok(n) => n,
@@ -34,14 +35,21 @@ pub async fn check(dns: &Dns, ip: IpAddr, max_names: usize) -> IprevEvidence {
         .take(max_names)
         .map(|n| async move { (n, dns.addrs_like(n, ip).await) });
     let results = futures::future::join_all(lookups).await;
+    // Every name that leads back counts (x-ptr compares the HELO name with
+    // each of them); iprev passes with the first.
+    let mut confirmed: Vec<String> = Vec::new();
     for (name, r) in &results {
         match r {
-            Ok(addrs) if addrs.contains(&ip) => {
-                return ev(AuthResult::Pass, Some((*name).clone()), "")
-            }
+            Ok(addrs) if addrs.contains(&ip) => confirmed.push((*name).clone()),
             Ok(_) | Err(LookupError::NxDomain) | Err(LookupError::NoData) => {}
             Err(LookupError::Temporary(e)) => temp = Some(e.clone()),
         }
+    }
+    if let Some(first) = confirmed.first().cloned() {
+        return IprevEvidence {
+            confirmed,
+            ..ev(AuthResult::Pass, Some(first), "")
+        };
     }
     let first = names.first().cloned();
     match temp {

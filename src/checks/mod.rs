@@ -10,6 +10,7 @@ pub mod dmarc;
 pub mod evidence;
 pub mod from;
 pub mod iprev;
+pub mod ptr;
 pub mod spf;
 
 use crate::{dns::Dns, telemetry::metrics as m};

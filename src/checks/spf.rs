@@ -42,7 +42,7 @@ async fn evaluate(
     ip: IpAddr,
     sender: &Sender,
     helo: &str,
-) -> (AuthResult, Option<String>) {
+) -> (AuthResult, Option<String>, Option<String>) {
     let helo_domain = DomainName::new(helo).ok();
     let q = viaspf::evaluate_sender(dns, cfg, ip, sender, helo_domain.as_ref()).await;
     let result = map_result(&q.spf_result);
@@ -53,7 +53,11 @@ async fn evaluate(
         (SpfResult::None, None) => Some("no SPF record".to_string()),
         _ => None,
     };
-    (result, reason)
+    let mechanism = match &q.cause {
+        Some(SpfResultCause::Match(m)) => Some(m.to_string()),
+        _ => None,
+    };
+    (result, reason, mechanism)
 }
 
 /// The MAIL FROM check. For the null sender the identity is
@@ -91,13 +95,14 @@ pub async fn check_mail_from(
     });
     match parsed {
         Ok(sender) => {
-            let (result, reason) = evaluate(dns, cfg, ip, &sender, helo).await;
+            let (result, reason, mechanism) = evaluate(dns, cfg, ip, &sender, helo).await;
             SpfEvidence {
                 result,
                 identity: SpfIdentity::MailFrom,
                 sender: address,
                 domain: sender.domain().to_string(),
                 reason,
+                mechanism,
             }
         }
         // RFC 7208 §4.3: a malformed domain yields "none".
@@ -107,6 +112,7 @@ pub async fn check_mail_from(
             sender: address,
             domain,
             reason: Some("MAIL FROM is not a valid address".into()),
+            mechanism: None,
         },
     }
 }
@@ -121,17 +127,19 @@ pub async fn check_helo(dns: &Dns, cfg: &viaspf::Config, ip: IpAddr, helo: &str)
             sender: sender_str,
             domain: helo.to_string(),
             reason: Some("HELO is not a domain name".into()),
+            mechanism: None,
         };
     }
     match Sender::from_domain(helo) {
         Ok(sender) => {
-            let (result, reason) = evaluate(dns, cfg, ip, &sender, helo).await;
+            let (result, reason, mechanism) = evaluate(dns, cfg, ip, &sender, helo).await;
             SpfEvidence {
                 result,
                 identity: SpfIdentity::Helo,
                 sender: sender_str,
                 domain: helo.trim_end_matches('.').to_ascii_lowercase(),
                 reason,
+                mechanism,
             }
         }
         Err(_) => SpfEvidence {
@@ -140,6 +148,7 @@ pub async fn check_helo(dns: &Dns, cfg: &viaspf::Config, ip: IpAddr, helo: &str)
             sender: sender_str,
             domain: helo.to_string(),
             reason: Some("HELO is not a domain name".into()),
+            mechanism: None,
         },
     }
 }

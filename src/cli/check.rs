@@ -47,6 +47,19 @@ pub struct CheckArgs {
     /// The SMTP AUTH user, when the client authenticated.
     #[arg(long, value_name = "USER")]
     pub auth: Option<String>,
+    /// The SASL mechanism of SMTP AUTH (the `{auth_type}` macro).
+    #[arg(long, value_name = "MECHANISM", requires = "auth")]
+    pub auth_type: Option<String>,
+    /// The TLS version of the SMTP session (the `{tls_version}` macro),
+    /// when the client used STARTTLS.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_version: Option<String>,
+    /// The TLS cipher (the `{cipher}` macro).
+    #[arg(long, value_name = "CIPHER", requires = "tls_version")]
+    pub cipher: Option<String>,
+    /// The TLS cipher's key bits (the `{cipher_bits}` macro).
+    #[arg(long, value_name = "BITS", requires = "tls_version")]
+    pub cipher_bits: Option<String>,
     /// The MTA's queue id, for the log line.
     #[arg(long, value_name = "ID")]
     pub queue_id: Option<String>,
@@ -143,9 +156,13 @@ pub async fn evaluate(rt: Arc<Runtime>, env: &Envelope, msg: &Eml) -> Report {
     );
     s.connect(&env.client_name, client);
     s.helo(&env.helo);
-    let outcome = s
-        .mail(&env.mail_from, env.queue_id.clone(), env.auth.clone())
-        .await;
+    let info = crate::session::MailInfo {
+        queue_id: env.queue_id.clone(),
+        auth_user: env.auth.clone(),
+        auth_type: env.auth_type.clone(),
+        tls: env.tls.clone(),
+    };
+    let outcome = s.mail(&env.mail_from, info).await;
     if let Outcome::Reject(r) | Outcome::Tempfail(r) = outcome {
         return Report {
             at_mail: Some(r),
@@ -212,6 +229,15 @@ pub fn main(config: Option<&Path>, args: CheckArgs) -> ExitCode {
         mail_from,
         rcpt: args.rcpt.clone(),
         auth: args.auth.clone(),
+        auth_type: args.auth_type.clone(),
+        tls: args
+            .tls_version
+            .clone()
+            .map(|version| crate::checks::evidence::TlsInfo {
+                version,
+                cipher: args.cipher.clone(),
+                bits: args.cipher_bits.clone(),
+            }),
         queue_id: args.queue_id.clone(),
     };
     let dns = match super::dns_from(&config.dns, &args.dns_zone) {

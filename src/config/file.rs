@@ -29,6 +29,25 @@ pub struct RawConfig {
     pub dkim2: RawDkim2,
     #[serde(default)]
     pub reports: RawReports,
+    #[serde(default)]
+    pub spf: RawSpf,
+    #[serde(default)]
+    pub results: RawResults,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpf {
+    pub received_spf_header: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResults {
+    pub auth: Option<bool>,
+    pub auth_user: Option<bool>,
+    pub x_ptr: Option<bool>,
+    pub x_tls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

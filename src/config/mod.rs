@@ -12,6 +12,7 @@ use crate::policy::PolicyConfig;
 // The settings of the layers below, which own their types: config builds
 // them, nothing below imports config.
 pub use crate::{
+    actions::HeaderConfig,
     capture::CaptureConfig,
     checks::{arc::seal::SealConfig, dkim2::Dkim2Config, Limits},
     dns::DnsConfig,
@@ -43,6 +44,9 @@ pub struct Config {
     pub dkim2: Dkim2Config,
     /// DMARC aggregate and failure reports (`[reports]`).
     pub reports: ReportsConfig,
+    /// What the headers record beyond the checks (`[results]`,
+    /// `[spf] received_spf_header`).
+    pub headers: HeaderConfig,
 }
 
 /// Where and how the milter listens.

@@ -233,6 +233,17 @@ impl Config {
             ("schedule_daily", Some(Value::Boolean(r.schedule_daily))),
             ("failure", Some(failure)),
         ]);
+        let h = &self.headers;
+        let spf = table(vec![(
+            "received_spf_header",
+            Some(Value::Boolean(h.received_spf)),
+        )]);
+        let results = table(vec![
+            ("auth", Some(Value::Boolean(h.auth))),
+            ("auth_user", Some(Value::Boolean(h.auth_user))),
+            ("x_ptr", Some(Value::Boolean(h.x_ptr))),
+            ("x_tls", Some(Value::Boolean(h.x_tls))),
+        ]);
         let mut root = Table::new();
         for (k, v) in [
             ("milter", milter),
@@ -245,6 +256,8 @@ impl Config {
             ("arc", arc),
             ("dkim2", dkim2),
             ("reports", reports),
+            ("spf", spf),
+            ("results", results),
         ] {
             root.insert(k.into(), v);
         }

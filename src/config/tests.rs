@@ -282,3 +282,78 @@ fn recipient_policies_inherit_and_are_validated() {
         assert!(e.contains(want), "{bad}: {e}");
     }
 }
+
+#[test]
+fn header_keys_default_off_validate_and_round_trip() {
+    let d = Config::default_config();
+    assert_eq!(d.headers, HeaderConfig::default());
+    assert!(!d.headers.received_spf && !d.headers.auth && !d.headers.x_ptr && !d.headers.x_tls);
+    assert!(
+        d.headers.auth_user,
+        "when auth= is on, the user is named unless withheld"
+    );
+    let c = Config::parse(
+        "[spf]\nreceived_spf_header = true\n[results]\nauth = true\nauth_user = false\nx_ptr = true\nx_tls = true\n",
+        "t",
+    )
+    .unwrap();
+    let want = HeaderConfig {
+        received_spf: true,
+        auth: true,
+        auth_user: false,
+        x_ptr: true,
+        x_tls: true,
+    };
+    assert_eq!(c.headers, want);
+    let text = c.to_toml();
+    assert!(text.contains("[spf]\nreceived_spf_header = true"), "{text}");
+    assert!(
+        text.contains("[results]\nauth = true\nauth_user = false\nx_ptr = true\nx_tls = true"),
+        "{text}"
+    );
+    assert_eq!(Config::parse(&text, "shown").unwrap().headers, want);
+    let back = Config::parse(&d.to_toml(), "shown").unwrap();
+    assert_eq!(back.headers, HeaderConfig::default());
+    // Errors name the file, line and key.
+    let e = Config::parse("[results]\nx_ptr = true\nx_tsl = true\n", "h.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("h.toml:3:") && e.contains("x_tsl"), "{e}");
+    let e = Config::parse("\n[spf]\nreceived_spf_header = \"yes\"\n", "h.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("h.toml:3:"), "{e}");
+}
+
+#[test]
+fn the_action_table_takes_x_ptr() {
+    let c = Config::parse(
+        "[policy.rules.x-ptr]\nfail = { action = \"reject\" }\n",
+        "t",
+    )
+    .unwrap();
+    let r = &c.policy.rules[0];
+    assert_eq!((r.check, r.action), (Check::XPtr, Action::Reject));
+    let reply = r.reply.as_ref().unwrap();
+    assert_eq!((reply.code, reply.status.as_str()), (550, "5.7.25"));
+    // x-ptr never yields permerror (no PTR is `fail`: no name matches).
+    let e = Config::parse(
+        "[policy.rules.x-ptr]\npermerror = { action = \"reject\" }\n",
+        "p.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("policy.rules.x-ptr.permerror") && e.contains("never yields"),
+        "{e}"
+    );
+    // Round trip through `config show`.
+    let back = Config::parse(&c.to_toml(), "shown").unwrap();
+    assert_eq!(back.policy.rules, c.policy.rules);
+    // Nothing is enforced on x-ptr by default.
+    assert!(Config::default_config()
+        .policy
+        .rules
+        .iter()
+        .all(|r| r.check != Check::XPtr));
+}

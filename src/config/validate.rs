@@ -188,6 +188,9 @@ pub fn default_rule_reply(check: Check, result: AuthResult, action: Action) -> R
         (Check::Dkim, AuthResult::Policy) => (550, "7.21", "No acceptable DKIM signature found"),
         (Check::Dkim, _) => (550, "7.20", "No passing DKIM signature found"),
         (Check::Iprev, _) => (550, "7.25", "Reverse DNS validation failed"),
+        // RFC 7372's reverse-DNS code: the HELO name is checked against the
+        // forward-confirmed PTR names.
+        (Check::XPtr, _) => (550, "7.25", "HELO name does not match reverse DNS"),
         (Check::Dmarc, _) => (550, "7.1", "Message rejected by DMARC local policy"),
     };
     if temporary {
@@ -335,7 +338,7 @@ fn parse_rule(
         ctx.err(
             prefix,
             check_name,
-            "unknown check (expected spf, spf-helo, dkim, dmarc or iprev)",
+            "unknown check (expected spf, spf-helo, dkim, dmarc, iprev or x-ptr)",
         )
     })?;
     let result: AuthResult = result_name
@@ -366,6 +369,12 @@ fn parse_rule(
             AuthResult::None,
             AuthResult::TempError,
             AuthResult::PermError,
+        ],
+        Check::XPtr => &[
+            AuthResult::Pass,
+            AuthResult::Fail,
+            AuthResult::None,
+            AuthResult::TempError,
         ],
     };
     if !valid_results.contains(&result) {
@@ -875,6 +884,16 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         None
     };
 
+    // [spf] received_spf_header and [results]: each off by default.
+    let defaults = crate::actions::HeaderConfig::default();
+    let headers = crate::actions::HeaderConfig {
+        received_spf: raw.spf.received_spf_header.unwrap_or(defaults.received_spf),
+        auth: raw.results.auth.unwrap_or(defaults.auth),
+        auth_user: raw.results.auth_user.unwrap_or(defaults.auth_user),
+        x_ptr: raw.results.x_ptr.unwrap_or(defaults.x_ptr),
+        x_tls: raw.results.x_tls.unwrap_or(defaults.x_tls),
+    };
+
     // [reports]
     let r = raw.reports;
     let mut reports = crate::reports::ReportsConfig::defaults(&milter.authserv_id);
@@ -981,5 +1000,6 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
             use_for_dmarc: raw.dkim2.use_for_dmarc.unwrap_or(false),
         },
         reports,
+        headers,
     })
 }

@@ -97,7 +97,7 @@ pub fn translate(m: &mut Migration, input: &Input) {
             "Authserv_Id" => m.set("milter", "authserv_id", toml_str(v), o),
             "Void_Limit" if v.trim() != "2" => m.difference(o, format!("Void_Limit {v}: authmilter applies RFC 7208's limit of 2 void lookups")),
             "Lookup_Time" | "Whitelist_Lookup_Time" => m.difference(o, format!("{k} {v}: authmilter bounds SPF by dns.timeout per query and limits.message_deadline per message")),
-            "Header_Type" | "Hide_Receiver" => m.difference(o, format!("{k}: authmilter writes SPF into its Authentication-Results header (a Received-SPF header is not written yet)")),
+            "Header_Type" | "Hide_Receiver" => m.difference(o, format!("{k}: authmilter writes SPF into its Authentication-Results header; `[spf] received_spf_header = true` adds Received-SPF fields (receiver= is always milter.authserv_id)")),
             "SPF_Enhanced_Status_Codes" => m.difference(o, format!("{k} {v}: authmilter's SPF rejections use RFC 7372 codes (5.7.23, 5.7.24); set a rule's status to change them")),
             "HELO_Whitelist" | "Domain_Whitelist" | "Domain_Whitelist_PTR" | "Reject_Not_Pass_Domains" | "HELO_pass_restriction" | "Mail_From_pass_restriction" | "Prospective" | "Reason_Message" => {
                 m.human(o, format!("{k} has no equivalent in authmilter; decide whether [policy.rules.spf], [[policy.overrides]] or policy.trusted_networks covers what it did"))

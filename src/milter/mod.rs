@@ -8,7 +8,8 @@
 
 use crate::{
     actions,
-    session::{Client, Outcome, Session},
+    checks::evidence::TlsInfo,
+    session::{Client, MailInfo, Outcome, Session},
     stats::Stats,
     Shared,
 };
@@ -22,6 +23,10 @@ use tracing::{debug, error, warn};
 
 /// Macros requested from the MTA, per stage.
 pub const CONNECT_MACROS: &str = "j {daemon_name} {client_addr} {client_name}";
+/// The TLS session: Postfix (`milter_helo_macros`) and Sendmail
+/// (`confMILTER_MACROS_HELO`) send these at HELO by default; a HELO after
+/// STARTTLS replaces them. Read at MAIL FROM, where they are still in force.
+pub const HELO_MACROS: &str = "{tls_version} {cipher} {cipher_bits}";
 pub const MAIL_MACROS: &str = "i {auth_authen} {auth_type} {mail_addr}";
 pub const EOM_MACROS: &str = "i";
 
@@ -234,6 +239,7 @@ fn handle_negotiate(
     if actions.contains(Actions::REQUEST_MACROS) {
         for (stage, list) in [
             (MacroStage::Connect, CONNECT_MACROS),
+            (MacroStage::Helo, HELO_MACROS),
             (MacroStage::Mail, MAIL_MACROS),
             (MacroStage::Eom, EOM_MACROS),
         ] {
@@ -276,9 +282,18 @@ async fn handle_mail(ctx: &mut Context<Session>, args: Vec<CString>) -> Status {
         .first()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let qid = queue_id(&ctx.macros);
-    let auth = macro_value(&ctx.macros, "{auth_authen}");
-    let outcome = session!(ctx).mail(&reverse_path, qid, auth).await;
+    let m = &ctx.macros;
+    let info = MailInfo {
+        queue_id: queue_id(m),
+        auth_user: macro_value(m, "{auth_authen}"),
+        auth_type: macro_value(m, "{auth_type}"),
+        tls: macro_value(m, "{tls_version}").map(|version| TlsInfo {
+            version,
+            cipher: macro_value(m, "{cipher}"),
+            bits: macro_value(m, "{cipher_bits}"),
+        }),
+    };
+    let outcome = session!(ctx).mail(&reverse_path, info).await;
     reply_status(&mut ctx.reply, outcome)
 }
 

@@ -41,15 +41,19 @@ pub enum Check {
     Dkim,
     Dmarc,
     Iprev,
+    /// HELO/PTR consistency (`x-ptr`): no rule by default, so never enforced
+    /// unless the operator writes one.
+    XPtr,
 }
 
 impl Check {
-    pub const ALL: [Check; 5] = [
+    pub const ALL: [Check; 6] = [
         Check::Spf,
         Check::SpfHelo,
         Check::Dkim,
         Check::Dmarc,
         Check::Iprev,
+        Check::XPtr,
     ];
 
     /// The name used in the configuration file.
@@ -60,6 +64,7 @@ impl Check {
             Self::Dkim => "dkim",
             Self::Dmarc => "dmarc",
             Self::Iprev => "iprev",
+            Self::XPtr => "x-ptr",
         }
     }
 
@@ -260,6 +265,7 @@ fn result_of(ev: &Evidence, check: Check) -> Option<AuthResult> {
         Check::Dkim => Some(ev.dkim_summary()),
         Check::Dmarc => Some(ev.dmarc.result),
         Check::Iprev => ev.iprev.as_ref().map(|s| s.result),
+        Check::XPtr => ev.ptr.as_ref().map(|p| p.result),
     }
 }
 

@@ -12,6 +12,7 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
             ip: "192.0.2.1".parse().unwrap(),
             name: None,
             reason: None,
+            confirmed: vec![],
         }),
         spf_helo: None,
         spf_mailfrom: Some(SpfEvidence {
@@ -20,6 +21,7 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
             sender: "a@example.com".into(),
             domain: "example.com".into(),
             reason: None,
+            mechanism: None,
         }),
         dkim: vec![],
         arc: ArcEvidence::none(),
@@ -38,6 +40,8 @@ fn ev(dmarc: AuthResult, effective: DmarcPolicy, spf: AuthResult) -> Evidence {
             local_limit: false,
             record: None,
         },
+        ptr: None,
+        smtp: Default::default(),
     }
 }
 
@@ -509,6 +513,7 @@ fn rejection_at_mail_from_needs_every_recipient_policy() {
         sender: "x@evil.example".into(),
         domain: "evil.example".into(),
         reason: None,
+        mechanism: None,
     };
     let t = untrusted();
     let rule = "spf_reject_at_mail = true\n[policy.rules.spf]\nfail = { action = \"reject\" }\n";

@@ -663,6 +663,7 @@ mod tests {
                 sender: "a@example.com".into(),
                 domain: "example.com".into(),
                 reason: None,
+                mechanism: None,
             }),
             dkim: vec![DkimEvidence {
                 result: dkim,
@@ -690,6 +691,8 @@ mod tests {
                 local_limit: false,
                 record: Record::parse(txt.as_bytes()).map(std::sync::Arc::new),
             },
+            ptr: None,
+            smtp: Default::default(),
         }
     }
 

@@ -161,6 +161,7 @@ mod tests {
                 sender: "a@Example.COM".into(),
                 domain: "Example.COM".into(),
                 reason: None,
+                mechanism: None,
             }),
             dkim: vec![],
             arc: ArcEvidence::none(),
@@ -183,6 +184,8 @@ mod tests {
                 local_limit: false,
                 record: Some(Arc::new(record)),
             },
+            ptr: None,
+            smtp: Default::default(),
         }
     }
 

@@ -21,6 +21,10 @@ pub struct Message {
     /// The reverse-path without angle brackets; empty for the null sender.
     pub mail_from: String,
     pub authenticated: Option<String>,
+    /// The SASL mechanism of SMTP AUTH (`{auth_type}`), when reported.
+    pub auth_type: Option<String>,
+    /// The TLS session the MTA reported for this connection.
+    pub tls: Option<crate::checks::evidence::TlsInfo>,
     pub rcpt_count: usize,
     /// The first recipients (for captures), without angle brackets.
     pub rcpts: Vec<String>,
@@ -76,6 +80,8 @@ impl Message {
             queue_id,
             mail_from,
             authenticated,
+            auth_type: None,
+            tls: None,
             rcpt_count: 0,
             rcpts: Vec::new(),
             policies: Vec::new(),

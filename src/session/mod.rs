@@ -16,9 +16,9 @@ use crate::{
         dmarc::DmarcInput,
         evidence::{
             ArcEvidence, AuthResult, DkimEvidence, DmarcEvidence, Evidence, IprevEvidence,
-            SpfEvidence, SpfIdentity,
+            SmtpAuth, SmtpFacts, SpfEvidence, SpfIdentity, TlsInfo,
         },
-        Authentication, Checker, MessageInput,
+        ptr, Authentication, Checker, MessageInput,
     },
     dns::capture::Recorder,
     policy::{self, Action, ClientTrust, Reply, Verdict},
@@ -40,6 +40,20 @@ pub enum Outcome {
     Continue,
     Reject(Reply),
     Tempfail(Reply),
+}
+
+/// What the MTA reports with MAIL FROM besides the reverse-path (its
+/// macros: the queue id, SMTP AUTH, the TLS session of this connection).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailInfo {
+    pub queue_id: Option<String>,
+    /// The SMTP AUTH user (`{auth_authen}`).
+    pub auth_user: Option<String>,
+    /// The SASL mechanism (`{auth_type}`).
+    pub auth_type: Option<String>,
+    /// `{tls_version}`, `{cipher}`, `{cipher_bits}`, sent at HELO (Postfix's
+    /// `milter_helo_macros`) and still in force at MAIL FROM.
+    pub tls: Option<TlsInfo>,
 }
 
 /// The client as the MTA describes it at CONNECT.
@@ -242,12 +256,13 @@ impl Session {
     }
 
     /// MAIL FROM: reset the message and start SPF.
-    pub async fn mail(
-        &mut self,
-        reverse_path: &str,
-        queue_id: Option<String>,
-        authenticated: Option<String>,
-    ) -> Outcome {
+    pub async fn mail(&mut self, reverse_path: &str, info: MailInfo) -> Outcome {
+        let MailInfo {
+            queue_id,
+            auth_user: authenticated,
+            auth_type,
+            tls,
+        } = info;
         let path = reverse_path
             .trim()
             .trim_start_matches('<')
@@ -265,6 +280,8 @@ impl Session {
             queue_id,
             authenticated.filter(|a| !a.is_empty()),
         );
+        msg.auth_type = auth_type.filter(|a| !a.is_empty());
+        msg.tls = tls;
         msg.in_flight = Some(crate::stats::InFlight::new(self.rt.stats.clone()));
         msg.since = self.conn.connected_at.take().unwrap_or(msg.started);
         msg.budget = Some((
@@ -502,6 +519,7 @@ impl Session {
                     ip,
                     name: None,
                     reason: Some(late.clone()),
+                    confirmed: Vec::new(),
                 }),
             },
             _ => None,
@@ -527,6 +545,7 @@ impl Session {
                             .map(|(_, d)| d.to_string())
                             .unwrap_or_default(),
                         reason: Some(late.clone()),
+                        mechanism: None,
                     }),
                     None,
                 ),
@@ -630,6 +649,17 @@ impl Session {
                 ),
             }
         };
+        let helo = self.conn.helo.clone().filter(|h| !h.is_empty());
+        let ptr = iprev.as_ref().map(|i| ptr::check(i, helo.as_deref()));
+        let smtp = SmtpFacts {
+            client_ip: self.conn.ip,
+            helo,
+            auth: msg.authenticated.clone().map(|user| SmtpAuth {
+                user,
+                mechanism: msg.auth_type.clone(),
+            }),
+            tls: msg.tls.clone(),
+        };
         Some(Evidence {
             iprev,
             spf_helo,
@@ -638,6 +668,8 @@ impl Session {
             arc,
             dkim2,
             dmarc,
+            ptr,
+            smtp,
         })
     }
 
@@ -694,6 +726,7 @@ impl Session {
             &msg.forged,
             &ev,
             verdict,
+            &cfg.headers,
         );
         self.seal(&ev, &mut plan).await;
         self.write_capture(&ev, &plan.verdict);
@@ -725,7 +758,7 @@ impl Session {
                 ev,
                 &row,
                 &self.rt.checker.dns,
-                &crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v),
+                &crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v, &cfg.headers),
                 msg.failure_copy.as_deref().unwrap_or(&msg.raw),
                 msg.queue_id.clone(),
                 &msg.mail_from,
@@ -762,7 +795,7 @@ impl Session {
             return;
         }
         let id = &rt.config.milter.authserv_id;
-        let header = actions::auth_results::build(id, ev, &plan.verdict);
+        let header = actions::auth_results::build(id, ev, &plan.verdict, &rt.config.headers);
         let results = header.find(';').map_or("", |i| &header[i..]);
         let checker = checker_for(&rt, msg.recorder.as_ref());
         match arc::seal::seal(&checker.dns, cfg, &raw, &keys, id, results).await {
@@ -794,10 +827,13 @@ impl Session {
             mail_from: msg.mail_from.clone(),
             rcpt: msg.rcpts.clone(),
             auth: msg.authenticated.clone(),
+            auth_type: msg.auth_type.clone(),
+            tls: msg.tls.clone(),
             queue_id: msg.queue_id.clone(),
         };
         let cfg = &self.rt.config;
-        let header = crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v);
+        let header =
+            crate::actions::auth_results::build(&cfg.milter.authserv_id, ev, v, &cfg.headers);
         let summary = format!(
             "verdict: {} ({})\nreply: {}\nAuthentication-Results:{}\n",
             v.action,
@@ -835,6 +871,22 @@ impl Session {
             .iter()
             .map(|d| format!("{}:{}", d.domain, d.result))
             .collect();
+        let tls = ev
+            .smtp
+            .tls
+            .as_ref()
+            .map(|t| {
+                [
+                    Some(t.version.as_str()),
+                    t.cipher.as_deref(),
+                    t.bits.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ")
+            })
+            .unwrap_or_default();
         let own = &self.rt.config.policy.arc.own_ids;
         for hop in &ev.arc.hops {
             if hop
@@ -883,10 +935,12 @@ impl Session {
             // Strings from the client (and free text) are quoted and
             // escaped in the text format, so no value can fake a field.
             helo = self.conn.helo.as_deref().unwrap_or(""),
+            tls = tls.as_str(),
             mail_from = msg.mail_from.as_str(),
             rcpt = msg.rcpt_count,
             header_from = ev.dmarc.from_domain.as_deref().unwrap_or(""),
             iprev = %ev.iprev.as_ref().map(|i| i.result.as_str()).unwrap_or("none"),
+            x_ptr = %ev.ptr.as_ref().map(|p| p.result.as_str()).unwrap_or("none"),
             spf = %ev.spf_mailfrom.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
             spf_helo = %ev.spf_helo.as_ref().map(|s| s.result.as_str()).unwrap_or("none"),
             dkim = dkim.join(",").as_str(),
