@@ -72,6 +72,11 @@ fn hand_made_files_with_every_supported_key() {
         Some(&p("main.cf")),
     );
     let c = Config::parse(&text, "migrated.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // Header_Type = SPF: policyd-spf's Received-SPF fields are kept.
+    assert!(
+        text.contains("policyd-spf.conf:11: Header_Type = SPF\nreceived_spf_header = true\n"),
+        "{text}"
+    );
     assert_eq!(c.milter.authserv_id, "mx.example.net");
     assert_eq!(c.policy.mode, Mode::Enforce, "RejectFailures true");
     assert!(!c.policy.trust_authenticated);
@@ -314,6 +319,11 @@ fn the_files_debian_ships() {
     };
     assert!(rejects("spf") && rejects("spf-helo"));
     assert!(c.policy.spf_reject_at_mail);
+    // Header_Type is not set: policyd-spf's default writes Received-SPF.
+    assert!(
+        text.contains("(Header_Type not set: default SPF)\nreceived_spf_header = true"),
+        "{text}"
+    );
     // Monitor mode would stop policyd-spf's rejections: a human decision.
     assert!(texts(&m.human)
         .join("\n")

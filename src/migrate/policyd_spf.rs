@@ -97,7 +97,8 @@ pub fn translate(m: &mut Migration, input: &Input) {
             "Authserv_Id" => m.set("milter", "authserv_id", toml_str(v), o),
             "Void_Limit" if v.trim() != "2" => m.difference(o, format!("Void_Limit {v}: authmilter applies RFC 7208's limit of 2 void lookups")),
             "Lookup_Time" | "Whitelist_Lookup_Time" => m.difference(o, format!("{k} {v}: authmilter bounds SPF by dns.timeout per query and limits.message_deadline per message")),
-            "Header_Type" | "Hide_Receiver" => m.difference(o, format!("{k}: authmilter writes SPF into its Authentication-Results header; `[spf] received_spf_header = true` adds Received-SPF fields (receiver= is always milter.authserv_id)")),
+            "Header_Type" => {}
+            "Hide_Receiver" => m.difference(o, format!("{k}: authmilter's Received-SPF fields always name the receiver (receiver= is milter.authserv_id, which is how forged ones are recognised and removed)")),
             "SPF_Enhanced_Status_Codes" => m.difference(o, format!("{k} {v}: authmilter's SPF rejections use RFC 7372 codes (5.7.23, 5.7.24); set a rule's status to change them")),
             "HELO_Whitelist" | "Domain_Whitelist" | "Domain_Whitelist_PTR" | "Reject_Not_Pass_Domains" | "HELO_pass_restriction" | "Mail_From_pass_restriction" | "Prospective" | "Reason_Message" => {
                 m.human(o, format!("{k} has no equivalent in authmilter; decide whether [policy.rules.spf], [[policy.overrides]] or policy.trusted_networks covers what it did"))
@@ -105,5 +106,14 @@ pub fn translate(m: &mut Migration, input: &Input) {
             "debugLevel" | "Mock" | "QueueID" | "No_Mail" | "Void_Limit" | "defaultSeedOnly" => m.drop_(o, format!("{k}: not needed (authmilter logs one line per message)")),
             _ => m.unknown(o, format!("`{k}` is not a policyd-spf setting authmilter knows")),
         }
+    }
+    // policyd-spf prepends Received-SPF unless Header_Type says otherwise;
+    // Sieve rules and archives downstream may read it.
+    match get("Header_Type") {
+        None => m.set("spf", "received_spf_header", "true".into(), &default("Header_Type", "SPF")),
+        Some(l) if l.value.eq_ignore_ascii_case("SPF") => m.set("spf", "received_spf_header", "true".into(), &l.origin),
+        Some(l) if l.value.eq_ignore_ascii_case("AR") => m.difference(&l.origin, "Header_Type = AR: authmilter writes SPF into its one Authentication-Results header, with its other results"),
+        Some(l) if l.value.eq_ignore_ascii_case("None") => m.difference(&l.origin, "Header_Type = None: authmilter always records SPF in its Authentication-Results header (no Received-SPF: spf.received_spf_header stays false)"),
+        Some(l) => m.unknown(&l.origin, "Header_Type is SPF, AR or None"),
     }
 }
