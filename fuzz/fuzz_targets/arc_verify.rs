@@ -85,9 +85,10 @@ fn fields_only(raw: &[u8]) -> bool {
             return !first;
         }
         let continuation = line[0] == b' ' || line[0] == b'\t';
-        let field = line.iter().position(|b| *b == b':').is_some_and(|c| {
-            c > 0 && line[..c].iter().all(|b| b.is_ascii_graphic())
-        });
+        let field = line
+            .iter()
+            .position(|b| *b == b':')
+            .is_some_and(|c| c > 0 && line[..c].iter().all(|b| b.is_ascii_graphic()));
         if (first && continuation) || (!continuation && !field) {
             return false;
         }
@@ -120,7 +121,10 @@ fuzz_target!(|data: &[u8]| {
     w.tokio.block_on(async {
         let ev = arc::verify_raw(&w.dns, &raw).await;
         assert!(
-            matches!(ev.result, AuthResult::Pass | AuthResult::Fail | AuthResult::None),
+            matches!(
+                ev.result,
+                AuthResult::Pass | AuthResult::Fail | AuthResult::None
+            ),
             "{ev:?}"
         );
         let has_arc = raw
@@ -131,9 +135,9 @@ fuzz_target!(|data: &[u8]| {
                     && !l.starts_with(b"\t")
                     && l.contains(&b':')
                     && l.split(|b| *b == b':')
-                    .next()
-                    .and_then(|n| std::str::from_utf8(n).ok())
-                    .is_some_and(|n| arc::is_arc_header(n.trim()))
+                        .next()
+                        .and_then(|n| std::str::from_utf8(n).ok())
+                        .is_some_and(|n| arc::is_arc_header(n.trim()))
             });
         if ev.result == AuthResult::None {
             assert!(!has_arc, "none with ARC fields: {ev:?}");
@@ -151,7 +155,10 @@ fuzz_target!(|data: &[u8]| {
             .filter(|c| c.is_ascii_graphic() || *c == ' ')
             .take(200)
             .collect::<String>();
-        let results = format!("; dmarc=pass header.from=x.example (fuzz {})", first.replace(['(', ')', ';'], ""));
+        let results = format!(
+            "; dmarc=pass header.from=x.example (fuzz {})",
+            first.replace(['(', ')', ';'], "")
+        );
         let Some(mut once) = sealed(w, &raw, &results).await else {
             return;
         };

@@ -74,7 +74,10 @@ fn world() -> &'static World {
         base.add(txt("ed._domainkey.fuzz.example", ed.record().as_bytes()));
         base.add(txt("rsa._domainkey.fuzz.example", rsa.record().as_bytes()));
         base.add(txt("revoked._domainkey.fuzz.example", b"v=DKIM1; p="));
-        base.add(txt("junk._domainkey.fuzz.example", b"v=DKIM1; k=rsa; p=!!!"));
+        base.add(txt(
+            "junk._domainkey.fuzz.example",
+            b"v=DKIM1; k=rsa; p=!!!",
+        ));
         let server = tokio.block_on(TestDns::start(base.clone()));
         let text = format!(
             "[dns]\nnameservers = [\"{}\"]\ntimeout = 0.5\nattempts = 1\n",
@@ -176,7 +179,10 @@ fuzz_target!(|data: &[u8]| {
             let p = base64::engine::general_purpose::STANDARD.encode(k.public_key().as_ref());
             let record = String::from_utf8_lossy(template).replace("$P", &p);
             let mut z = w.base.clone();
-            z.add(txt(&format!("{sel}._domainkey.fuzz.example"), record.as_bytes()));
+            z.add(txt(
+                &format!("{sel}._domainkey.fuzz.example"),
+                record.as_bytes(),
+            ));
             w.server.set_zones(z);
             sel
         } else if signer == 2 {

@@ -46,9 +46,24 @@ impl Gen<'_> {
     /// [CFWS]; returns whether anything was written.
     fn cfws(&mut self) -> bool {
         let c = self.pick(&[
-            "", "", "", "", " ", " ", "\t", "\r\n ", "\n\t", "(c)", " (a comment) ",
-            "(nested (c) ok)", "(q\\)p)", "(x@evil.example)", "(<x@evil.example>)", " \r\n (f) ",
-            "(\u{e9})", "(a,b;c:d)",
+            "",
+            "",
+            "",
+            "",
+            " ",
+            " ",
+            "\t",
+            "\r\n ",
+            "\n\t",
+            "(c)",
+            " (a comment) ",
+            "(nested (c) ok)",
+            "(q\\)p)",
+            "(x@evil.example)",
+            "(<x@evil.example>)",
+            " \r\n (f) ",
+            "(\u{e9})",
+            "(a,b;c:d)",
         ]);
         self.put(c);
         !c.is_empty()
@@ -56,16 +71,32 @@ impl Gen<'_> {
 
     fn atom(&mut self) {
         let a = self.pick(&[
-            "a", "john", "Joe", "x1", "!#$%&'*+-/=?^_`{|}~", "j\u{f6}rg", "=?utf-8?q?x?=",
-            "=?utf-8?b?ZXZpbEBhdHRhY2tlci5leGFtcGxl?=", "Q", "evil",
+            "a",
+            "john",
+            "Joe",
+            "x1",
+            "!#$%&'*+-/=?^_`{|}~",
+            "j\u{f6}rg",
+            "=?utf-8?q?x?=",
+            "=?utf-8?b?ZXZpbEBhdHRhY2tlci5leGFtcGxl?=",
+            "Q",
+            "evil",
         ]);
         self.put(a);
     }
 
     fn quoted(&mut self) -> &'static str {
         let q = self.pick(&[
-            "\"a b\"", "\"x@evil.example\"", "\"a\\\"b\"", "\"\"", "\"a,b\"", "\"<x@evil.example>\"",
-            "\"a\r\n b\"", "\"(c)\"", "\"\\\\\"", "\"a:b;\"",
+            "\"a b\"",
+            "\"x@evil.example\"",
+            "\"a\\\"b\"",
+            "\"\"",
+            "\"a,b\"",
+            "\"<x@evil.example>\"",
+            "\"a\r\n b\"",
+            "\"(c)\"",
+            "\"\\\\\"",
+            "\"a:b;\"",
         ]);
         self.put(q);
         q
@@ -116,7 +147,15 @@ impl Gen<'_> {
                 }
             }
             let l = self.pick(&[
-                "bank", "example", "Evil", "mail", "x-y", "b\u{fc}cher", "test", "COM", "1",
+                "bank",
+                "example",
+                "Evil",
+                "mail",
+                "x-y",
+                "b\u{fc}cher",
+                "test",
+                "COM",
+                "1",
             ]);
             self.put(l);
         }
@@ -211,7 +250,10 @@ impl Gen<'_> {
         // Now and then a stray special or control character somewhere.
         if self.byte() % 4 == 0 && !self.out.is_empty() {
             let at = self.byte() as usize % (self.out.len() + 1);
-            let s = self.pick(&["@", ".", ",", ";", ":", "<", ">", "(", ")", "\"", "\\", "[", "]", " ", "\r\n", "\0"]);
+            let s = self.pick(&[
+                "@", ".", ",", ";", ":", "<", ">", "(", ")", "\"", "\\", "[", "]", " ", "\r\n",
+                "\0",
+            ]);
             let tail = self.out.split_off(at.min(self.out.len()));
             self.out.extend_from_slice(s.as_bytes());
             self.out.extend_from_slice(&tail);
@@ -246,8 +288,7 @@ fn special_quoted_in_angle(v: &[u8]) -> bool {
 
 fn plain_ascii(d: &str) -> bool {
     !d.is_empty()
-        && d
-            .bytes()
+        && d.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
@@ -300,7 +341,14 @@ fuzz_target!(|data: &[u8]| {
         // Raw bytes: whether a deviant construct is there is not known; any
         // CFWS or quoted-string might be one.
         let maybe = rest.iter().any(|b| b" \t\r\n()\"".contains(b));
-        (rest.to_vec(), if maybe { vec!["raw input with CFWS or quotes"] } else { vec![] })
+        (
+            rest.to_vec(),
+            if maybe {
+                vec!["raw input with CFWS or quotes"]
+            } else {
+                vec![]
+            },
+        )
     } else {
         let mut g = Gen {
             data: rest,
@@ -325,7 +373,10 @@ fuzz_target!(|data: &[u8]| {
     if !plain_ascii(&ours.domain) || !plain_ascii(theirs) {
         return;
     }
-    let (a, b) = (ours.domain.to_ascii_lowercase(), theirs.to_ascii_lowercase());
+    let (a, b) = (
+        ours.domain.to_ascii_lowercase(),
+        theirs.to_ascii_lowercase(),
+    );
     if a == b {
         return;
     }

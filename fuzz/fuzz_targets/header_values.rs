@@ -2,7 +2,7 @@
 //! controls, what we write stays one well-formed header field.
 #![no_main]
 use authmilter::{
-    actions::{auth_results, sanitize},
+    actions::{auth_results, received_spf, sanitize, HeaderConfig},
     checks::evidence::*,
     policy::Verdict,
 };
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             sender: pick(3),
             domain: pick(2),
             reason: Some(pick(1)),
-            mechanism: None,
+            mechanism: Some(pick(0)),
         }),
         dkim: vec![DkimEvidence {
             result: AuthResult::Fail,
@@ -81,7 +81,54 @@ fuzz_target!(|data: &[u8]| {
             local_limit: false,
             record: None,
         },
-        ptr: None, smtp: Default::default(),
+        ptr: Some(PtrEvidence {
+            result: AuthResult::Fail,
+            helo: pick(2),
+            names: vec![pick(0), pick(1)],
+        }),
+        smtp: SmtpFacts {
+            client_ip: Some("192.0.2.1".parse().unwrap()),
+            helo: Some(pick(2)),
+            auth: Some(SmtpAuth {
+                user: pick(3),
+                mechanism: Some(pick(1)),
+            }),
+            tls: Some(TlsInfo {
+                version: pick(0),
+                cipher: Some(pick(1)),
+                bits: Some(pick(2)),
+            }),
+        },
     };
-    well_formed(&auth_results::build("mx.example", &ev, &Verdict::accept()));
+    // Every optional result on: the sender's values reach all of them.
+    let all = HeaderConfig {
+        received_spf: true,
+        auth: true,
+        auth_user: true,
+        x_ptr: true,
+        x_tls: true,
+    };
+    well_formed(&auth_results::build(
+        "mx.example",
+        &ev,
+        &Verdict::accept(),
+        &all,
+    ));
+    well_formed(&auth_results::build(
+        "mx.example",
+        &ev,
+        &Verdict::accept(),
+        &HeaderConfig::default(),
+    ));
+    let fields = received_spf::build("mx.example", &ev);
+    assert_eq!(fields.len(), 2);
+    for v in &fields {
+        well_formed(v);
+        // Our receiver= is the one any parser finds first.
+        assert_eq!(
+            sanitize::received_spf_receiver(v).as_deref(),
+            Some("mx.example"),
+            "{v:?}"
+        );
+    }
 });

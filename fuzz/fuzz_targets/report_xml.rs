@@ -86,7 +86,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!((depth, roots), (0, 1), "{xml}");
-    assert!(!xml.chars().any(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')));
+    assert!(!xml
+        .chars()
+        .any(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')));
     let name = deliver::filename(&pick(12), &domain, 0, 86_399, &pick(13));
-    assert!(!name.contains('/') && name.matches('!').count() == 4, "{name}");
+    assert!(
+        !name.contains('/') && name.matches('!').count() == 4,
+        "{name}"
+    );
 });

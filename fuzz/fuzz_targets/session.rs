@@ -25,9 +25,10 @@
 mod dns_server;
 use authmilter::{
     actions::Plan,
+    checks::evidence::TlsInfo,
     config::Config,
     policy::Action,
-    session::{Client, Session},
+    session::{Client, MailInfo, Session},
     stats::Stats,
     Runtime,
 };
@@ -63,7 +64,9 @@ fn runtime(tokio: &tokio::runtime::Runtime, dns: &str) -> Arc<Runtime> {
         "[milter]\nauthserv_id = \"mx.fuzz.example\"\n\
          [dns]\nnameservers = [\"{dns}\"]\ntimeout = 0.05\nattempts = 1\n\
          [limits]\nmessage_deadline = 0.1\nmax_message_size = 16384\n\
-         [policy]\ntrusted_networks = []\n"
+         [policy]\ntrusted_networks = []\n\
+         [spf]\nreceived_spf_header = true\n\
+         [results]\nauth = true\nx_ptr = true\nx_tls = true\n"
     );
     let config = Config::parse(&text, "fuzz.toml").expect("config");
     let _g = tokio.enter();
@@ -81,7 +84,10 @@ fn world() -> &'static World {
         zones.add(txt("sender.example", "v=spf1 ip4:192.0.2.10 -all"));
         zones.add(txt("_dmarc.sender.example", "v=DMARC1; p=reject"));
         zones.add(txt("bank.example", "v=spf1 -all"));
-        zones.add(txt("_dmarc.bank.example", "v=DMARC1; p=quarantine; sp=reject; rua=mailto:d@bank.example"));
+        zones.add(txt(
+            "_dmarc.bank.example",
+            "v=DMARC1; p=quarantine; sp=reject; rua=mailto:d@bank.example",
+        ));
         let server = tokio.block_on(TestDns::start(zones));
         let closed = runtime(&tokio, &format!("127.0.0.1:{}", closed_port()));
         let served = runtime(&tokio, &server.addr.to_string());
@@ -169,30 +175,49 @@ fn parse(data: &[u8]) -> Option<(Input, bool, bool, bool)> {
     Some((input, leading_space, flags & 0x40 != 0, chunk & 0x80 != 0))
 }
 
-fn check_plan(plan: &Plan, fields: &[(String, Vec<u8>)]) {
-    let (name, ar) = plan.inserts.first().expect("an Authentication-Results insert");
-    assert_eq!(name, "Authentication-Results");
-    let b = ar.as_bytes();
+/// One header field value: folded only by LF + TAB (the MTA makes CRLF),
+/// no NUL, CR or other control character.
+fn well_folded(name: &str, value: &str) {
+    let b = value.as_bytes();
     for (i, &c) in b.iter().enumerate() {
-        assert!(c != 0 && c != b'\r', "A-R has NUL/CR: {ar:?}");
+        assert!(c != 0 && c != b'\r', "{name} has NUL/CR: {value:?}");
         if c == b'\n' {
-            assert_eq!(b.get(i + 1), Some(&b'\t'), "A-R has a bare LF: {ar:?}");
+            assert_eq!(
+                b.get(i + 1),
+                Some(&b'\t'),
+                "{name} has a bare LF: {value:?}"
+            );
         } else {
-            assert!(c == b'\t' || !(c < 0x20 || c == 0x7f), "A-R control: {ar:?}");
+            assert!(
+                c == b'\t' || !(c < 0x20 || c == 0x7f),
+                "{name} control: {value:?}"
+            );
         }
     }
-    for (name, value) in &plan.inserts[1..] {
-        assert!(
-            !value.contains(['\r', '\n', '\0']),
-            "{name}: {value:?} is not one line"
-        );
+}
+
+fn check_plan(plan: &Plan, fields: &[(String, Vec<u8>)]) {
+    let (name, _) = plan
+        .inserts
+        .first()
+        .expect("an Authentication-Results insert");
+    assert_eq!(name, "Authentication-Results");
+    for (name, value) in &plan.inserts {
+        well_folded(name, value);
+        // Only the fields Received-SPF writes fold; the rest are one line.
+        if name != "Authentication-Results" && name != "Received-SPF" {
+            assert!(!value.contains('\n'), "{name}: {value:?} is not one line");
+        }
     }
     for (name, index) in &plan.deletions {
         let have = fields
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .count();
-        assert!(*index >= 1 && *index as usize <= have, "deletes {name}[{index}] of {have}");
+        assert!(
+            *index >= 1 && *index as usize <= have,
+            "deletes {name}[{index}] of {have}"
+        );
     }
     assert!(matches!(
         plan.verdict.action,
@@ -202,7 +227,21 @@ fn check_plan(plan: &Plan, fields: &[(String, Vec<u8>)]) {
 
 async fn message(s: &mut Session, m: &Input, qid: &str) -> Option<Plan> {
     let outcome = s
-        .mail(&format!("<{}>", m.mail_from), Some(qid.to_string()), m.auth.clone())
+        .mail(
+            &format!("<{}>", m.mail_from),
+            MailInfo {
+                queue_id: Some(qid.to_string()),
+                auth_user: m.auth.clone(),
+                auth_type: m.auth.clone(),
+                // The sender's bytes in the TLS macros too: the MTA's
+                // values are copied into the header.
+                tls: m.auth.as_ref().map(|a| TlsInfo {
+                    version: a.clone(),
+                    cipher: Some(m.client_name.clone()),
+                    bits: m.helo.clone(),
+                }),
+            },
+        )
         .await;
     if outcome != authmilter::session::Outcome::Continue {
         // The MTA ends the transaction: the next MAIL FROM resets it.
@@ -220,7 +259,10 @@ async fn message(s: &mut Session, m: &Input, qid: &str) -> Option<Plan> {
     for chunk in m.body.chunks(m.chunk.clamp(1, 65535)) {
         s.body(chunk);
     }
-    let (_ev, plan) = s.eom(Some(qid.to_string())).await.expect("eom gives a plan");
+    let (_ev, plan) = s
+        .eom(Some(qid.to_string()))
+        .await
+        .expect("eom gives a plan");
     // What handle_eom does after applying the plan.
     s.msg = None;
     check_plan(&plan, &m.fields);
@@ -242,7 +284,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if m.abort_first {
             // A transaction aborted half-way: nothing of it may leak.
-            let _ = s.mail("<aborted@abort.example>", None, None).await;
+            let _ = s.mail("<aborted@abort.example>", MailInfo::default()).await;
             s.rcpt("<bob@recipient.test>");
             for (name, value) in m.fields.iter().take(3) {
                 s.header(name, value);
