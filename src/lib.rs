@@ -62,6 +62,8 @@ pub struct Runtime {
     /// The DMARC report queue, when `[reports] enabled` and the daemon
     /// started it (it outlives reloads).
     pub reports: Option<reports::Recorder>,
+    /// BIMI, when `[bimi] enabled` (its mark cache lives as long as the runtime).
+    pub bimi: Option<checks::bimi::Bimi>,
 }
 
 impl Runtime {
@@ -88,7 +90,13 @@ impl Runtime {
         reports: Option<reports::Recorder>,
     ) -> Self {
         let checker = Checker::new(dns, config.limits.clone());
+        let bimi = config.bimi.as_ref().and_then(|c| {
+            checks::bimi::Bimi::new(checker.dns.clone(), c.clone())
+                .map_err(|e| tracing::error!("BIMI is off: {e}"))
+                .ok()
+        });
         Self {
+            bimi,
             capture: capture::Capturer::new(&config.capture),
             config: Arc::new(config),
             checker,

@@ -1,6 +1,7 @@
 //! Turning a verdict into milter actions: header edits first, then the reply.
 
 pub mod auth_results;
+pub mod bimi;
 pub mod received_spf;
 pub mod sanitize;
 

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod arc;
+pub mod bimi;
 pub mod dkim;
 pub mod dkim2;
 pub mod dmarc;

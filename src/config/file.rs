@@ -33,6 +33,24 @@ pub struct RawConfig {
     pub spf: RawSpf,
     #[serde(default)]
     pub results: RawResults,
+    #[serde(default)]
+    pub bimi: RawBimi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBimi {
+    pub enabled: Option<bool>,
+    pub trust_anchors: Option<String>,
+    pub https_roots: Option<String>,
+    pub require_evidence: Option<bool>,
+    pub fetch_timeout: Option<f64>,
+    pub max_indicator_bytes: Option<usize>,
+    pub max_evidence_bytes: Option<usize>,
+    pub cache_ttl: Option<u64>,
+    pub failure_ttl: Option<u64>,
+    pub wait: Option<f64>,
+    pub fetch_private_addresses: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

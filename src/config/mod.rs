@@ -47,6 +47,8 @@ pub struct Config {
     /// What the headers record beyond the checks (`[results]`,
     /// `[spf] received_spf_header`).
     pub headers: HeaderConfig,
+    /// BIMI (`[bimi] enabled = true`), with its certificate files read.
+    pub bimi: Option<crate::checks::bimi::BimiConfig>,
 }
 
 /// Where and how the milter listens.

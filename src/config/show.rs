@@ -244,6 +244,55 @@ impl Config {
             ("x_ptr", Some(Value::Boolean(h.x_ptr))),
             ("x_tls", Some(Value::Boolean(h.x_tls))),
         ]);
+        let bimi = {
+            use crate::checks::bimi::defaults as d;
+            let b = self.bimi.as_ref();
+            let secs = |x: std::time::Duration| Value::Float(x.as_secs_f64());
+            table(vec![
+                ("enabled", Some(Value::Boolean(b.is_some()))),
+                (
+                    "trust_anchors",
+                    Some(s(b.map_or(d::TRUST_ANCHORS.to_string(), |b| {
+                        b.trust_anchors_file.display().to_string()
+                    }))),
+                ),
+                (
+                    "https_roots",
+                    Some(s(b.map_or(d::HTTPS_ROOTS.to_string(), |b| {
+                        b.https_roots_file.display().to_string()
+                    }))),
+                ),
+                (
+                    "require_evidence",
+                    Some(Value::Boolean(b.is_none_or(|b| b.require_evidence))),
+                ),
+                (
+                    "fetch_timeout",
+                    Some(secs(b.map_or(d::FETCH_TIMEOUT, |b| b.fetch_timeout))),
+                ),
+                (
+                    "max_indicator_bytes",
+                    Some(int(b.map_or(d::MAX_INDICATOR_BYTES, |b| b.max_indicator_bytes))),
+                ),
+                (
+                    "max_evidence_bytes",
+                    Some(int(b.map_or(d::MAX_EVIDENCE_BYTES, |b| b.max_evidence_bytes))),
+                ),
+                (
+                    "cache_ttl",
+                    Some(int(b.map_or(d::CACHE_TTL, |b| b.cache_ttl).as_secs())),
+                ),
+                (
+                    "failure_ttl",
+                    Some(int(b.map_or(d::FAILURE_TTL, |b| b.failure_ttl).as_secs())),
+                ),
+                ("wait", Some(secs(b.map_or(d::WAIT, |b| b.wait)))),
+                (
+                    "fetch_private_addresses",
+                    Some(Value::Boolean(b.is_some_and(|b| b.fetch_private_addresses))),
+                ),
+            ])
+        };
         let mut root = Table::new();
         for (k, v) in [
             ("milter", milter),
@@ -258,6 +307,7 @@ impl Config {
             ("reports", reports),
             ("spf", spf),
             ("results", results),
+            ("bimi", bimi),
         ] {
             root.insert(k.into(), v);
         }

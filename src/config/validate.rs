@@ -894,6 +894,8 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         x_tls: raw.results.x_tls.unwrap_or(defaults.x_tls),
     };
 
+    let bimi = bimi_config(raw.bimi, &ctx)?;
+
     // [reports]
     let r = raw.reports;
     let mut reports = crate::reports::ReportsConfig::defaults(&milter.authserv_id);
@@ -1001,5 +1003,72 @@ pub fn validate(raw: RawConfig, text: &str, file: &str) -> Result<Config, Config
         },
         reports,
         headers,
+        bimi,
     })
+}
+
+/// `[bimi]`: `None` unless enabled; the certificate files are read here so
+/// that `config check` finds a missing or empty one.
+fn bimi_config(
+    b: super::file::RawBimi,
+    ctx: &Ctx<'_>,
+) -> Result<Option<crate::checks::bimi::BimiConfig>, ConfigError> {
+    use crate::checks::bimi::{defaults, BimiConfig};
+    let seconds = |key: &str, v: Option<f64>, default: Duration, max: f64| match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && x >= 0.0 && x <= max => Ok(Duration::from_secs_f64(x)),
+        Some(_) => Err(ctx.err("bimi", key, format!("seconds from 0 to {max} are needed"))),
+    };
+    let fetch_timeout = seconds("fetch_timeout", b.fetch_timeout, defaults::FETCH_TIMEOUT, 60.0)?;
+    if fetch_timeout.is_zero() {
+        return Err(ctx.err("bimi", "fetch_timeout", "must be more than 0"));
+    }
+    let wait = seconds("wait", b.wait, defaults::WAIT, 30.0)?;
+    let bytes = |key: &str, v: Option<usize>, default: usize| match v {
+        None => Ok(default),
+        Some(n) if (1024..=16 * 1024 * 1024).contains(&n) => Ok(n),
+        Some(_) => Err(ctx.err("bimi", key, "a size from 1024 to 16777216 bytes is needed")),
+    };
+    let max_indicator_bytes = bytes(
+        "max_indicator_bytes",
+        b.max_indicator_bytes,
+        defaults::MAX_INDICATOR_BYTES,
+    )?;
+    let max_evidence_bytes = bytes(
+        "max_evidence_bytes",
+        b.max_evidence_bytes,
+        defaults::MAX_EVIDENCE_BYTES,
+    )?;
+    let cache_ttl = Duration::from_secs(b.cache_ttl.unwrap_or(defaults::CACHE_TTL.as_secs()));
+    let failure_ttl =
+        Duration::from_secs(b.failure_ttl.unwrap_or(defaults::FAILURE_TTL.as_secs()));
+    let path = |key: &str, v: Option<String>, default: &str| {
+        let p = PathBuf::from(v.unwrap_or_else(|| default.to_string()));
+        if p.is_absolute() {
+            Ok(p)
+        } else {
+            Err(ctx.err("bimi", key, "an absolute path is needed"))
+        }
+    };
+    let anchors = path("trust_anchors", b.trust_anchors, defaults::TRUST_ANCHORS)?;
+    let roots = path("https_roots", b.https_roots, defaults::HTTPS_ROOTS)?;
+    if !b.enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    let mut cfg = BimiConfig::load(&anchors, &roots).map_err(|(anchor, e)| {
+        ctx.err(
+            "bimi",
+            if anchor { "trust_anchors" } else { "https_roots" },
+            e,
+        )
+    })?;
+    cfg.fetch_timeout = fetch_timeout;
+    cfg.wait = wait;
+    cfg.max_indicator_bytes = max_indicator_bytes;
+    cfg.max_evidence_bytes = max_evidence_bytes;
+    cfg.require_evidence = b.require_evidence.unwrap_or(true);
+    cfg.cache_ttl = cache_ttl;
+    cfg.failure_ttl = failure_ttl;
+    cfg.fetch_private_addresses = b.fetch_private_addresses.unwrap_or(false);
+    Ok(Some(cfg))
 }

@@ -52,6 +52,8 @@ pub struct Message {
     pub arc_fields: Vec<(String, Vec<u8>)>,
     /// DKIM2-Signature values, for their key lookups.
     pub dkim2_values: Vec<Vec<u8>>,
+    /// BIMI-Selector field values (a few at most), when BIMI is on.
+    pub bimi_selectors: Vec<String>,
     /// The header block (and the first part of the body, with
     /// `include_body`) kept for a DMARC failure report, when they are on.
     pub failure_copy: Option<Vec<u8>>,
@@ -97,6 +99,7 @@ impl Message {
             dkim_values: Vec::new(),
             arc_fields: Vec::new(),
             dkim2_values: Vec::new(),
+            bimi_selectors: Vec::new(),
             seal_input: None,
             failure_copy: None,
             raw: Vec::new(),

@@ -12,7 +12,9 @@ pub use pending::Pending;
 use crate::{
     actions::{self, sanitize, Plan, WOULD_HEADER},
     checks::{
-        arc, dkim,
+        arc,
+        bimi::{BimiEvidence, BimiInput},
+        dkim,
         dmarc::DmarcInput,
         evidence::{
             ArcEvidence, AuthResult, DkimEvidence, DmarcEvidence, Evidence, IprevEvidence,
@@ -32,6 +34,8 @@ use tracing::{info, warn};
 /// of three; more cannot make a valid chain.
 const MAX_ARC_FIELDS: usize = 3 * 50 + 1;
 /// Most DKIM2-Signature values kept per message (for key lookups).
+/// BIMI-Selector fields kept: more than one means none is used.
+const MAX_BIMI_SELECTORS: usize = 2;
 const MAX_DKIM2_FIELDS: usize = 32;
 
 /// What an early stage answers.
@@ -384,6 +388,10 @@ impl Session {
             ours(sanitize::authserv_id(&text))
         } else if header_is(name, "Received-SPF") {
             ours(sanitize::received_spf_receiver(&text))
+        } else if header_is(name, "BIMI-Location") || header_is(name, "BIMI-Indicator") {
+            // Only the receiving MTA writes these (after its own validation):
+            // any incoming one is removed when BIMI is on.
+            cfg.bimi.is_some()
         } else {
             header_is(name, WOULD_HEADER) || header_is(name, &cfg.policy.quarantine_header)
         };
@@ -398,6 +406,10 @@ impl Session {
             if msg.arc_fields.len() < MAX_ARC_FIELDS {
                 msg.arc_fields
                     .push((name.to_string(), crlf(value).trim_ascii_start().to_vec()));
+            }
+        } else if header_is(name, "BIMI-Selector") {
+            if cfg.bimi.is_some() && msg.bimi_selectors.len() < MAX_BIMI_SELECTORS {
+                msg.bimi_selectors.push(text.into_owned());
             }
         } else if header_is(name, "DKIM2-Signature") && msg.dkim2_values.len() < MAX_DKIM2_FIELDS {
             msg.dkim2_values
@@ -720,6 +732,8 @@ impl Session {
         self.rt
             .stats
             .record(verdict.action, verdict.would.is_some());
+        let bimi = self.bimi(&ev, &verdict).instrument(span.clone()).await;
+        let msg = self.msg.as_ref()?;
         let mut plan = actions::plan(
             &cfg.milter.authserv_id,
             &cfg.policy.quarantine_header,
@@ -728,10 +742,53 @@ impl Session {
             verdict,
             &cfg.headers,
         );
+        if let Some(b) = &bimi {
+            actions::bimi::add(&mut plan, b);
+        }
         self.seal(&ev, &mut plan).await;
         self.write_capture(&ev, &plan.verdict);
         self.report(&ev, &plan.verdict);
         Some((ev, plan))
+    }
+
+    /// BIMI for a message that will be delivered as it is and passed DMARC,
+    /// when BIMI is on. The verdict is already decided; this waits at most
+    /// `bimi.wait`, after which the message goes without BIMI headers and the
+    /// fetch goes on in the background to fill the cache.
+    async fn bimi(&self, ev: &Evidence, v: &Verdict) -> Option<BimiEvidence> {
+        let bimi = self.rt.bimi.clone()?;
+        let msg = self.msg.as_ref()?;
+        if v.action != Action::Accept || ev.dmarc.result != AuthResult::Pass {
+            return None;
+        }
+        let wait = bimi.config().wait;
+        let lookups = msg.dmarc_lookups.clone();
+        let input = BimiInput {
+            dmarc: ev.dmarc.clone(),
+            selector_fields: msg.bimi_selectors.clone(),
+            dkim: ev.dkim.clone(),
+            dkim_values: msg.dkim_values.clone(),
+        };
+        let started = crate::telemetry::metrics::timer();
+        let task = tokio::spawn(async move { bimi.evaluate(&lookups, &input).await });
+        let out = match tokio::time::timeout(wait, task).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!("BIMI task failed: {e}");
+                return None;
+            }
+            Err(_) => BimiEvidence::not_ready(wait),
+        };
+        crate::telemetry::metrics::check("bimi", started);
+        crate::explain!(
+            "result bimi={}{}",
+            out.result.as_str(),
+            out.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        Some(out)
     }
 
     /// Queues what the DMARC reports need from this message (never waits).
