@@ -47,7 +47,11 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if n < 0x80 {
         out.push(n as u8);
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -67,7 +71,10 @@ fn logotype(svg: &[u8]) -> Vec<u8> {
         base64::engine::general_purpose::STANDARD.encode(&data)
     );
     // id-sha256 2.16.840.1.101.3.4.2.1
-    let sha256_oid = tlv(0x06, &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01]);
+    let sha256_oid = tlv(
+        0x06,
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01],
+    );
     let alg = tlv(0x30, &[sha256_oid, tlv(0x05, &[])].concat());
     let hash = tlv(0x30, &[alg, tlv(0x04, &Sha256::digest(&data))].concat());
     let details = tlv(
@@ -162,8 +169,10 @@ impl<'a> Vmc<'a> {
             p.not_before = rcgen::date_time_ymd(2021, 1, 1);
             p.not_after = rcgen::date_time_ymd(2080, 1, 1);
         }
-        p.custom_extensions
-            .push(CustomExtension::from_oid_content(&OID_LOGOTYPE, logotype(self.svg)));
+        p.custom_extensions.push(CustomExtension::from_oid_content(
+            &OID_LOGOTYPE,
+            logotype(self.svg),
+        ));
         let key = KeyPair::generate().unwrap();
         let leaf = p.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
         let mut out = leaf.pem();
@@ -243,27 +252,28 @@ async fn https_server(web: &Ca, site: Site) -> SocketAddr {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let site = site.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        *site.hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
-                        let doc = site.docs.lock().unwrap().get(&path).cloned();
-                        let resp = match doc {
-                            Some(Doc::Body(b)) => Response::new(Full::new(Bytes::from(b))),
-                            Some(Doc::Hang) => {
-                                tokio::time::sleep(Duration::from_secs(3600)).await;
-                                Response::new(Full::new(Bytes::new()))
-                            }
-                            None => {
-                                let mut r = Response::new(Full::new(Bytes::from_static(b"no")));
-                                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                                r
-                            }
-                        };
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let site = site.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            *site.hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                            let doc = site.docs.lock().unwrap().get(&path).cloned();
+                            let resp = match doc {
+                                Some(Doc::Body(b)) => Response::new(Full::new(Bytes::from(b))),
+                                Some(Doc::Hang) => {
+                                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    Response::new(Full::new(Bytes::new()))
+                                }
+                                None => {
+                                    let mut r = Response::new(Full::new(Bytes::from_static(b"no")));
+                                    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                                    r
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -322,9 +332,15 @@ async fn world() -> World {
 
     let mut docs: Vec<(String, Vec<u8>)> = vec![
         ("/good/logo.svg".into(), good_svg.clone()),
-        ("/good/vmc.pem".into(), via(&Vmc::new(&["good.test"], &good_svg)).into_bytes()),
+        (
+            "/good/vmc.pem".into(),
+            via(&Vmc::new(&["good.test"], &good_svg)).into_bytes(),
+        ),
         ("/good/brand.svg".into(), brand_svg.clone()),
-        ("/good/brand.pem".into(), via(&Vmc::new(&["good.test"], &brand_svg)).into_bytes()),
+        (
+            "/good/brand.pem".into(),
+            via(&Vmc::new(&["good.test"], &brand_svg)).into_bytes(),
+        ),
         ("/expired/logo.svg".into(), good_svg.clone()),
         (
             "/expired/vmc.pem".into(),
@@ -356,11 +372,20 @@ async fn world() -> World {
             via(&Vmc::new(&["someone-else.test"], &good_svg)).into_bytes(),
         ),
         ("/mismatch/logo.svg".into(), other_svg.clone()),
-        ("/mismatch/vmc.pem".into(), via(&Vmc::new(&["mismatch.test"], &good_svg)).into_bytes()),
+        (
+            "/mismatch/vmc.pem".into(),
+            via(&Vmc::new(&["mismatch.test"], &good_svg)).into_bytes(),
+        ),
         ("/script/logo.svg".into(), script_svg.clone()),
-        ("/script/vmc.pem".into(), via(&Vmc::new(&["script.test"], &script_svg)).into_bytes()),
+        (
+            "/script/vmc.pem".into(),
+            via(&Vmc::new(&["script.test"], &script_svg)).into_bytes(),
+        ),
         ("/big/logo.svg".into(), big_svg.clone()),
-        ("/big/vmc.pem".into(), via(&Vmc::new(&["big.test"], &big_svg)).into_bytes()),
+        (
+            "/big/vmc.pem".into(),
+            via(&Vmc::new(&["big.test"], &big_svg)).into_bytes(),
+        ),
         ("/selfasserted/logo.svg".into(), good_svg.clone()),
         ("/quarantine/logo.svg".into(), good_svg.clone()),
         (
@@ -401,9 +426,22 @@ async fn world() -> World {
         ),
         None,
     );
-    for d in ["expired", "untrusted", "noeku", "othername", "mismatch", "script", "big", "slow"] {
+    for d in [
+        "expired",
+        "untrusted",
+        "noeku",
+        "othername",
+        "mismatch",
+        "script",
+        "big",
+        "slow",
+    ] {
         z.add_zone_text(
-            &domain_zone(&format!("{d}.test"), enforcing, &[("default._bimi", rec(d))]),
+            &domain_zone(
+                &format!("{d}.test"),
+                enforcing,
+                &[("default._bimi", rec(d))],
+            ),
             None,
         );
     }
@@ -416,7 +454,11 @@ async fn world() -> World {
         None,
     );
     z.add_zone_text(
-        &domain_zone("monitor.test", "v=DMARC1; p=none", &[("default._bimi", rec("good"))]),
+        &domain_zone(
+            "monitor.test",
+            "v=DMARC1; p=none",
+            &[("default._bimi", rec("good"))],
+        ),
         None,
     );
     z.add_zone_text(
@@ -450,7 +492,10 @@ async fn world() -> World {
         &domain_zone(
             "twice.test",
             enforcing,
-            &[("default._bimi", rec("good")), ("default._bimi", rec("twice"))],
+            &[
+                ("default._bimi", rec("good")),
+                ("default._bimi", rec("twice")),
+            ],
         ),
         None,
     );
@@ -514,7 +559,8 @@ fn message(domain: &str, extra_headers: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-const FORGED: &str = "BIMI-Location: v=BIMI1; l=https://evil.test/x.svg\r\nBIMI-Indicator: PHN2Zy8+\r\n";
+const FORGED: &str =
+    "BIMI-Location: v=BIMI1; l=https://evil.test/x.svg\r\nBIMI-Indicator: PHN2Zy8+\r\n";
 
 fn inserted(out: &Outcome, name: &str) -> Vec<String> {
     out.actions
@@ -538,8 +584,16 @@ fn bimi_result(out: &Outcome) -> Option<String> {
 }
 
 fn assert_no_fields(out: &Outcome) {
-    assert!(inserted(out, "BIMI-Location").is_empty(), "{:?}", out.actions);
-    assert!(inserted(out, "BIMI-Indicator").is_empty(), "{:?}", out.actions);
+    assert!(
+        inserted(out, "BIMI-Location").is_empty(),
+        "{:?}",
+        out.actions
+    );
+    assert!(
+        inserted(out, "BIMI-Indicator").is_empty(),
+        "{:?}",
+        out.actions
+    );
 }
 
 fn decoded_indicator(out: &Outcome) -> Vec<u8> {
@@ -549,7 +603,9 @@ fn decoded_indicator(out: &Outcome) -> Vec<u8> {
         assert!(line.starts_with('\t'), "folding: {line:?}");
     }
     let b64: String = v[0].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 // -------------------------------------------------------------- tests --
@@ -558,7 +614,12 @@ fn decoded_indicator(out: &Outcome) -> Vec<u8> {
 async fn a_valid_mark_is_written_and_incoming_fields_are_removed() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
-    let out = send(milter.addr, &envelope("good.test"), &message("good.test", FORGED)).await;
+    let out = send(
+        milter.addr,
+        &envelope("good.test"),
+        &message("good.test", FORGED),
+    )
+    .await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).expect("a bimi= result");
     assert!(
@@ -570,24 +631,45 @@ async fn a_valid_mark_is_written_and_incoming_fields_are_removed() {
     assert_eq!(loc.len(), 1);
     let loc = loc[0].replace("\n\t", " ");
     assert!(loc.starts_with(" v=BIMI1; l=https://images.test:"), "{loc}");
-    assert!(loc.contains("/good/logo.svg; a=https://images.test:"), "{loc}");
+    assert!(
+        loc.contains("/good/logo.svg; a=https://images.test:"),
+        "{loc}"
+    );
     assert_eq!(decoded_indicator(&out), w.good_svg);
     // The incoming BIMI-Location and BIMI-Indicator are deleted.
     let mut deleted = out.deleted();
     deleted.sort();
     assert_eq!(
         deleted,
-        [("BIMI-Indicator".to_string(), 1), ("BIMI-Location".to_string(), 1)]
+        [
+            ("BIMI-Indicator".to_string(), 1),
+            ("BIMI-Location".to_string(), 1)
+        ]
     );
     // The next message from the domain uses the cached mark.
-    let again = send(milter.addr, &envelope("good.test"), &message("good.test", "")).await;
+    let again = send(
+        milter.addr,
+        &envelope("good.test"),
+        &message("good.test", ""),
+    )
+    .await;
     assert_eq!(decoded_indicator(&again), w.good_svg);
     assert_eq!(w.site.hits("/good/logo.svg"), 1);
     assert_eq!(w.site.hits("/good/vmc.pem"), 1);
     // p=quarantine qualifies as p=reject does.
-    let q = send(milter.addr, &envelope("quarantine.test"), &message("quarantine.test", "")).await;
+    let q = send(
+        milter.addr,
+        &envelope("quarantine.test"),
+        &message("quarantine.test", ""),
+    )
+    .await;
     assert_eq!(q.verdict(), "accept");
-    assert!(bimi_result(&q).unwrap().starts_with("bimi=pass header.d=quarantine.test"), "{q:?}");
+    assert!(
+        bimi_result(&q)
+            .unwrap()
+            .starts_with("bimi=pass header.d=quarantine.test"),
+        "{q:?}"
+    );
     assert_eq!(decoded_indicator(&q), w.good_svg);
     milter.stop().await;
 }
@@ -624,8 +706,14 @@ async fn only_enforced_dmarc_passes_are_looked_at() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
     for (domain, want) in [
-        ("monitor.test", "bimi=skipped (the DMARC policy is not quarantine or reject)"),
-        ("testing.test", "bimi=skipped (the DMARC policy is in testing mode, t=y)"),
+        (
+            "monitor.test",
+            "bimi=skipped (the DMARC policy is not quarantine or reject)",
+        ),
+        (
+            "testing.test",
+            "bimi=skipped (the DMARC policy is in testing mode, t=y)",
+        ),
         ("declined.test", "bimi=declined"),
         ("nobimi.test", "bimi=none"),
     ] {
@@ -651,11 +739,19 @@ async fn a_hanging_server_costs_at_most_the_wait_and_never_the_verdict() {
         .milter(&w.bimi_section(&[("wait", "0.5"), ("fetch_timeout", "20.0")]))
         .await;
     let started = Instant::now();
-    let out = send(milter.addr, &envelope("slow.test"), &message("slow.test", "")).await;
+    let out = send(
+        milter.addr,
+        &envelope("slow.test"),
+        &message("slow.test", ""),
+    )
+    .await;
     let took = started.elapsed();
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
-    assert!(b.starts_with("bimi=temperror (not finished within bimi.wait"), "{b}");
+    assert!(
+        b.starts_with("bimi=temperror (not finished within bimi.wait"),
+        "{b}"
+    );
     assert_no_fields(&out);
     // Bounded by the wait (0.5 s), far from the 20 s fetch limit.
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -666,12 +762,29 @@ async fn a_hanging_server_costs_at_most_the_wait_and_never_the_verdict() {
 async fn evidence_is_required_unless_the_operator_says_otherwise() {
     let w = world().await;
     let strict = w.milter(&w.bimi_section(&[])).await;
-    let out = send(strict.addr, &envelope("selfasserted.test"), &message("selfasserted.test", "")).await;
-    assert!(bimi_result(&out).unwrap().starts_with("bimi=skipped (no evidence document"), "{out:?}");
+    let out = send(
+        strict.addr,
+        &envelope("selfasserted.test"),
+        &message("selfasserted.test", ""),
+    )
+    .await;
+    assert!(
+        bimi_result(&out)
+            .unwrap()
+            .starts_with("bimi=skipped (no evidence document"),
+        "{out:?}"
+    );
     assert_no_fields(&out);
     strict.stop().await;
-    let lax = w.milter(&w.bimi_section(&[("require_evidence", "false")])).await;
-    let out = send(lax.addr, &envelope("selfasserted.test"), &message("selfasserted.test", "")).await;
+    let lax = w
+        .milter(&w.bimi_section(&[("require_evidence", "false")]))
+        .await;
+    let out = send(
+        lax.addr,
+        &envelope("selfasserted.test"),
+        &message("selfasserted.test", ""),
+    )
+    .await;
     let b = bimi_result(&out).unwrap();
     assert_eq!(
         b,
@@ -687,23 +800,45 @@ async fn the_selector_field_counts_only_when_an_aligned_signature_covers_it() {
     let milter = w.milter(&w.bimi_section(&[])).await;
     let selector = "BIMI-Selector: v=BIMI1; s=brand;\r\n";
     // Unsigned: the default selector.
-    let out = send(milter.addr, &envelope("good.test"), &message("good.test", selector)).await;
-    assert!(bimi_result(&out).unwrap().contains("header.selector=default"), "{out:?}");
+    let out = send(
+        milter.addr,
+        &envelope("good.test"),
+        &message("good.test", selector),
+    )
+    .await;
+    assert!(
+        bimi_result(&out)
+            .unwrap()
+            .contains("header.selector=default"),
+        "{out:?}"
+    );
     assert_eq!(decoded_indicator(&out), w.good_svg);
     // Signed by good.test with BIMI-Selector in h=: the brand selector.
     let mut spec = Spec::new("good.test", "sel");
-    spec.headers = &["from", "to", "subject", "date", "message-id", "bimi-selector"];
+    spec.headers = &[
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "bimi-selector",
+    ];
     let signed = dkim_sign::sign(&message("good.test", selector), &w.key, &spec);
     let out = send(milter.addr, &envelope("good.test"), &signed).await;
     let ar = out.auth_results().unwrap();
     assert!(ar.contains("dkim=pass"), "{ar}");
-    assert!(bimi_result(&out).unwrap().contains("header.selector=brand"), "{ar}");
+    assert!(
+        bimi_result(&out).unwrap().contains("header.selector=brand"),
+        "{ar}"
+    );
     assert_eq!(decoded_indicator(&out), w.brand_svg);
     // Signed, but BIMI-Selector not in h=: the default selector again.
     let spec = Spec::new("good.test", "sel");
     let signed = dkim_sign::sign(&message("good.test", selector), &w.key, &spec);
     let out = send(milter.addr, &envelope("good.test"), &signed).await;
-    assert!(bimi_result(&out).unwrap().contains("header.selector=default"));
+    assert!(bimi_result(&out)
+        .unwrap()
+        .contains("header.selector=default"));
     milter.stop().await;
 }
 
@@ -711,10 +846,18 @@ async fn the_selector_field_counts_only_when_an_aligned_signature_covers_it() {
 async fn a_subdomain_uses_the_organizational_domain_record() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
-    let out = send(milter.addr, &envelope("news.good.test"), &message("news.good.test", "")).await;
+    let out = send(
+        milter.addr,
+        &envelope("news.good.test"),
+        &message("news.good.test", ""),
+    )
+    .await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
-    assert!(b.starts_with("bimi=pass header.d=good.test header.selector=default"), "{b}");
+    assert!(
+        b.starts_with("bimi=pass header.d=good.test header.selector=default"),
+        "{b}"
+    );
     assert_eq!(decoded_indicator(&out), w.good_svg);
     milter.stop().await;
 }
@@ -724,7 +867,12 @@ async fn private_addresses_are_refused_by_default() {
     let w = world().await;
     let section = w.bimi_section(&[("fetch_private_addresses", "")]);
     let milter = w.milter(&section).await;
-    let out = send(milter.addr, &envelope("good.test"), &message("good.test", "")).await;
+    let out = send(
+        milter.addr,
+        &envelope("good.test"),
+        &message("good.test", ""),
+    )
+    .await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
     assert!(b.starts_with("bimi=fail ("), "{b}");
@@ -738,7 +886,12 @@ async fn private_addresses_are_refused_by_default() {
 async fn off_by_default() {
     let w = world().await;
     let milter = w.milter("").await;
-    let out = send(milter.addr, &envelope("good.test"), &message("good.test", FORGED)).await;
+    let out = send(
+        milter.addr,
+        &envelope("good.test"),
+        &message("good.test", FORGED),
+    )
+    .await;
     assert_eq!(out.verdict(), "accept");
     assert_eq!(bimi_result(&out), None);
     assert_no_fields(&out);
@@ -751,25 +904,45 @@ async fn off_by_default() {
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let base = "[milter]\nauthserv_id = \"mx.test\"\n";
-    let missing = format!("{base}[bimi]\nenabled = true\ntrust_anchors = \"{}/none.pem\"\n", dir.path().display());
-    let e = authmilter::config::Config::parse(&missing, "a.toml").unwrap_err().to_string();
-    assert!(e.contains("a.toml") && e.contains("bimi.trust_anchors"), "{e}");
+    let missing = format!(
+        "{base}[bimi]\nenabled = true\ntrust_anchors = \"{}/none.pem\"\n",
+        dir.path().display()
+    );
+    let e = authmilter::config::Config::parse(&missing, "a.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("a.toml") && e.contains("bimi.trust_anchors"),
+        "{e}"
+    );
     let empty = write(dir.path(), "empty.pem", "");
     let text = format!("{base}[bimi]\nenabled = true\ntrust_anchors = \"{empty}\"\n");
-    let e = authmilter::config::Config::parse(&text, "a.toml").unwrap_err().to_string();
-    assert!(e.contains("bimi.trust_anchors") && e.contains("no PEM certificate"), "{e}");
+    let e = authmilter::config::Config::parse(&text, "a.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bimi.trust_anchors") && e.contains("no PEM certificate"),
+        "{e}"
+    );
     let e = authmilter::config::Config::parse(&format!("{base}[bimi]\nwait = -1\n"), "a.toml")
         .unwrap_err()
         .to_string();
     assert!(e.contains("bimi.wait"), "{e}");
-    let e = authmilter::config::Config::parse(&format!("{base}[bimi]\ntrust_anchors = \"rel.pem\"\n"), "a.toml")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("bimi.trust_anchors") && e.contains("absolute"), "{e}");
+    let e = authmilter::config::Config::parse(
+        &format!("{base}[bimi]\ntrust_anchors = \"rel.pem\"\n"),
+        "a.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("bimi.trust_anchors") && e.contains("absolute"),
+        "{e}"
+    );
     let e = authmilter::config::Config::parse(&format!("{base}[bimi]\nenable = true\n"), "a.toml")
         .unwrap_err()
         .to_string();
     assert!(e.contains("enable"), "{e}");
     // Off: the files are not read.
-    authmilter::config::Config::parse(&format!("{base}[bimi]\nenabled = false\n"), "a.toml").unwrap();
+    authmilter::config::Config::parse(&format!("{base}[bimi]\nenabled = false\n"), "a.toml")
+        .unwrap();
 }

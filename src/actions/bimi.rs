@@ -71,7 +71,9 @@ pub fn add(plan: &mut Plan, b: &BimiEvidence) {
     else {
         return;
     };
-    plan.inserts[i].1.push_str(&format!(";{FOLD}{}", result_part(b)));
+    plan.inserts[i]
+        .1
+        .push_str(&format!(";{FOLD}{}", result_part(b)));
     if b.result != BimiResult::Pass {
         return;
     }
@@ -129,8 +131,15 @@ mod tests {
     fn failure_writes_only_the_result() {
         let mut plan = Plan {
             deletions: vec![],
-            inserts: vec![("Authentication-Results".into(), " mx.test;\n\tdmarc=pass".into())],
-            verdict: crate::policy::Verdict::new(crate::policy::Action::Accept, None, String::new()),
+            inserts: vec![(
+                "Authentication-Results".into(),
+                " mx.test;\n\tdmarc=pass".into(),
+            )],
+            verdict: crate::policy::Verdict::new(
+                crate::policy::Action::Accept,
+                None,
+                String::new(),
+            ),
         };
         let mut b = pass();
         b.result = BimiResult::Fail;

@@ -272,11 +272,15 @@ impl Config {
                 ),
                 (
                     "max_indicator_bytes",
-                    Some(int(b.map_or(d::MAX_INDICATOR_BYTES, |b| b.max_indicator_bytes))),
+                    Some(int(
+                        b.map_or(d::MAX_INDICATOR_BYTES, |b| b.max_indicator_bytes)
+                    )),
                 ),
                 (
                     "max_evidence_bytes",
-                    Some(int(b.map_or(d::MAX_EVIDENCE_BYTES, |b| b.max_evidence_bytes))),
+                    Some(int(
+                        b.map_or(d::MAX_EVIDENCE_BYTES, |b| b.max_evidence_bytes)
+                    )),
                 ),
                 (
                     "cache_ttl",

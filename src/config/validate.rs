@@ -1019,7 +1019,12 @@ fn bimi_config(
         Some(x) if x.is_finite() && x >= 0.0 && x <= max => Ok(Duration::from_secs_f64(x)),
         Some(_) => Err(ctx.err("bimi", key, format!("seconds from 0 to {max} are needed"))),
     };
-    let fetch_timeout = seconds("fetch_timeout", b.fetch_timeout, defaults::FETCH_TIMEOUT, 60.0)?;
+    let fetch_timeout = seconds(
+        "fetch_timeout",
+        b.fetch_timeout,
+        defaults::FETCH_TIMEOUT,
+        60.0,
+    )?;
     if fetch_timeout.is_zero() {
         return Err(ctx.err("bimi", "fetch_timeout", "must be more than 0"));
     }
@@ -1040,8 +1045,7 @@ fn bimi_config(
         defaults::MAX_EVIDENCE_BYTES,
     )?;
     let cache_ttl = Duration::from_secs(b.cache_ttl.unwrap_or(defaults::CACHE_TTL.as_secs()));
-    let failure_ttl =
-        Duration::from_secs(b.failure_ttl.unwrap_or(defaults::FAILURE_TTL.as_secs()));
+    let failure_ttl = Duration::from_secs(b.failure_ttl.unwrap_or(defaults::FAILURE_TTL.as_secs()));
     let path = |key: &str, v: Option<String>, default: &str| {
         let p = PathBuf::from(v.unwrap_or_else(|| default.to_string()));
         if p.is_absolute() {
@@ -1058,7 +1062,11 @@ fn bimi_config(
     let mut cfg = BimiConfig::load(&anchors, &roots).map_err(|(anchor, e)| {
         ctx.err(
             "bimi",
-            if anchor { "trust_anchors" } else { "https_roots" },
+            if anchor {
+                "trust_anchors"
+            } else {
+                "https_roots"
+            },
             e,
         )
     })?;

@@ -780,6 +780,7 @@ impl Session {
             Err(_) => BimiEvidence::not_ready(wait),
         };
         crate::telemetry::metrics::check("bimi", started);
+        crate::telemetry::metrics::result("bimi", out.result.as_str());
         crate::explain!(
             "result bimi={}{}",
             out.result.as_str(),

@@ -126,7 +126,7 @@ pub const DNS_OUTCOMES: [&str; 7] = [
     "ok", "nxdomain", "nodata", "servfail", "refused", "timeout", "error",
 ];
 /// The `check` values of [`CHECK_DURATION`].
-pub const CHECKS: [&str; 5] = ["iprev", "spf", "prefetch", "dkim", "dmarc"];
+pub const CHECKS: [&str; 6] = ["iprev", "spf", "prefetch", "dkim", "dmarc", "bimi"];
 
 /// How often histogram samples are folded into their buckets when nobody
 /// scrapes (bounds the recorder's memory).
@@ -227,7 +227,7 @@ static CACHE_HIT_CELLS: Cells<Counter, 7> = Cells::new();
 static CACHE_MISS_CELLS: Cells<Counter, 7> = Cells::new();
 static QUERY_CELLS: Cells<Counter, 49> = Cells::new();
 static QUERY_TIME_CELLS: Cells<Histogram, 7> = Cells::new();
-static CHECK_CELLS: Cells<Histogram, 5> = Cells::new();
+static CHECK_CELLS: Cells<Histogram, 6> = Cells::new();
 static DURATION_CELLS: Cells<Histogram, 2> = Cells::new();
 static CONNECTION_CELL: Cells<Counter, 1> = Cells::new();
 
@@ -417,7 +417,7 @@ fn describe() {
     describe_histogram!(
         CHECK_DURATION,
         Unit::Seconds,
-        "Duration of each check: iprev, spf, prefetch (DKIM keys and DMARC policy, from end of headers), dkim, dmarc."
+        "Duration of each check: iprev, spf, prefetch (DKIM keys and DMARC policy, from end of headers), dkim, dmarc, bimi (up to bimi.wait)."
     );
     describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Milter connections open.");
     describe_counter!(

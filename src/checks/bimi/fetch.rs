@@ -42,7 +42,8 @@ pub enum FetchError {
 impl FetchError {
     /// Whether a later attempt may succeed (DNS, network, server errors).
     pub fn is_temporary(&self) -> bool {
-        matches!(self, Self::Dns(_) | Self::Transfer(_)) || matches!(self, Self::Status(s) if s.starts_with('5'))
+        matches!(self, Self::Dns(_) | Self::Transfer(_))
+            || matches!(self, Self::Status(s) if s.starts_with('5'))
     }
 }
 
@@ -176,7 +177,7 @@ impl Fetcher {
                 Err(e) => last = format!("connect to {a}: {e}"),
             }
         }
-        let tcp = tcp.ok_or_else(|| FetchError::Transfer(last))?;
+        let tcp = tcp.ok_or(FetchError::Transfer(last))?;
         let name = ServerName::try_from(t.host.clone())
             .map_err(|e| FetchError::BadUri(format!("host {}: {e}", t.host)))?;
         let tls = self
@@ -193,7 +194,10 @@ impl Fetcher {
         });
         let req = Request::get(t.path.as_str())
             .header(hyper::header::HOST, t.authority.as_str())
-            .header(hyper::header::USER_AGENT, concat!("authmilter/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("authmilter/", env!("CARGO_PKG_VERSION")),
+            )
             .header(hyper::header::ACCEPT, "*/*")
             .header(hyper::header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
@@ -224,7 +228,9 @@ impl Fetcher {
                 .collect()
                 .await
                 .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
                         FetchError::TooLarge(max_bytes)
                     } else {
                         FetchError::Transfer(format!("reading from {}: {e}", t.host))
@@ -368,7 +374,12 @@ mod tests {
         ] {
             assert!(!is_global(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "93.184.216.34", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for ip in [
+            "8.8.8.8",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             assert!(is_global(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -73,14 +73,20 @@ impl BimiConfig {
     /// # Errors
     ///
     /// Which file cannot be read or holds no usable certificate, and why.
-    pub fn load(trust_anchors_file: &Path, https_roots_file: &Path) -> Result<Self, (bool, String)> {
+    pub fn load(
+        trust_anchors_file: &Path,
+        https_roots_file: &Path,
+    ) -> Result<Self, (bool, String)> {
         let anchors = fetch::read_certificates(trust_anchors_file)
             .and_then(|c| vmc::anchors(&c))
             .map_err(|e| (true, e))?;
         let roots = fetch::read_certificates(https_roots_file).map_err(|e| (false, e))?;
         let mut store = rustls::RootCertStore::empty();
         if store.add_parsable_certificates(roots.iter().cloned()).0 == 0 {
-            return Err((false, format!("{}: no usable certificate", https_roots_file.display())));
+            return Err((
+                false,
+                format!("{}: no usable certificate", https_roots_file.display()),
+            ));
         }
         Ok(Self {
             trust_anchors_file: trust_anchors_file.to_path_buf(),
@@ -205,7 +211,9 @@ pub struct Bimi {
 
 impl std::fmt::Debug for Bimi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bimi").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Bimi")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -325,8 +333,7 @@ impl Bimi {
         }
         if assertion.authority.is_none() && self.cfg.require_evidence {
             ev.result = BimiResult::Skipped;
-            ev.reason =
-                Some("no evidence document (a=), and bimi.require_evidence is on".into());
+            ev.reason = Some("no evidence document (a=), and bimi.require_evidence is on".into());
             return ev;
         }
         // The names a certificate may carry: the domain of the record used
@@ -478,7 +485,8 @@ impl Bimi {
             (None, Some(svg)) => svg,
             (None, None) => return Err((BimiResult::Fail, "no indicator".into())),
         };
-        svg::validate(&svg, cfg.max_indicator_bytes).map_err(|e| (BimiResult::Fail, e.to_string()))?;
+        svg::validate(&svg, cfg.max_indicator_bytes)
+            .map_err(|e| (BimiResult::Fail, e.to_string()))?;
         Ok(Checked {
             svg: Arc::new(svg),
             authority: if mark.is_some() { "pass" } else { "none" },

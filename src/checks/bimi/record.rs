@@ -46,14 +46,14 @@ fn tags(text: &str) -> Result<Vec<(&str, &str)>, String> {
             return Err("empty tag".into());
         }
         let Some((name, value)) = trimmed.split_once('=') else {
-            return Err(format!("tag without '=': {}", super::fetch::printable(trimmed)));
+            return Err(format!(
+                "tag without '=': {}",
+                super::fetch::printable(trimmed)
+            ));
         };
         let name = name.trim_end_matches([' ', '\t', '\r', '\n']);
         let value = value.trim_start_matches([' ', '\t', '\r', '\n']);
-        let name_ok = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
+        let name_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !name_ok {
             return Err(format!("bad tag name {}", super::fetch::printable(name)));
@@ -125,12 +125,18 @@ fn uri_value(tag: &str, value: &str) -> Result<Option<String>, RecordError> {
             "{tag}= holds more than one URI"
         )));
     }
-    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !v.is_ascii()
+        || v.chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
         return Err(RecordError::Invalid(format!(
-            "{tag}= has white space in its URI"
+            "{tag}= has white space, control or non-ASCII characters in its URI"
         )));
     }
-    if !v.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+    if !v
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
         return Err(RecordError::Invalid(format!(
             "{tag}= is not an https: URI: {}",
             super::fetch::printable(v)
@@ -147,7 +153,9 @@ pub fn selector_from_header(value: &str) -> Option<String> {
     }
     let list = tags(value).ok()?;
     let s = list.iter().find(|(n, _)| *n == "s")?.1;
-    let s = s.trim_end_matches([' ', '\t', '\r', '\n']).to_ascii_lowercase();
+    let s = s
+        .trim_end_matches([' ', '\t', '\r', '\n'])
+        .to_ascii_lowercase();
     is_selector(&s).then_some(s)
 }
 
@@ -184,7 +192,9 @@ mod tests {
     fn a_declination() {
         assert!(parse("v=BIMI1; l=; a=;").unwrap().is_declination());
         assert!(parse("v=BIMI1;").unwrap().is_declination());
-        assert!(!parse("v=BIMI1; l=https://e.test/x.svg").unwrap().is_declination());
+        assert!(!parse("v=BIMI1; l=https://e.test/x.svg")
+            .unwrap()
+            .is_declination());
     }
 
     #[test]
@@ -206,6 +216,8 @@ mod tests {
             "v=BIMI1; l",
             "v=BIMI1;; l=https://e.test/x.svg",
             "v=BIMI1; 1x=y",
+            "v=BIMI1; l=https://e.test/é.svg",
+            "v=BIMI1; l=https://e.test/a\x07.svg",
         ] {
             assert!(matches!(parse(bad), Err(RecordError::Invalid(_))), "{bad}");
         }
@@ -217,7 +229,10 @@ mod tests {
             selector_from_header(" v=BIMI1; s=Brand2;").as_deref(),
             Some("brand2")
         );
-        assert_eq!(selector_from_header("v=BIMI1; s=a.b").as_deref(), Some("a.b"));
+        assert_eq!(
+            selector_from_header("v=BIMI1; s=a.b").as_deref(),
+            Some("a.b")
+        );
         assert_eq!(selector_from_header("s=brand; v=BIMI1"), None);
         assert_eq!(selector_from_header("v=BIMI1; s=../etc"), None);
         assert_eq!(selector_from_header("v=BIMI1; s=a b"), None);

@@ -125,6 +125,18 @@ pub fn validate(
     })
 }
 
+/// The mark SVG of one DER certificate's logotype extension, without any
+/// other check (for `fuzz/` and diagnostics).
+///
+/// # Errors
+///
+/// Not a certificate, or no usable logotype.
+pub fn mark_svg(cert_der: &[u8]) -> Result<Vec<u8>, VmcError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| VmcError::Format(format!("certificate: {e}")))?;
+    logotype_svg(&cert)
+}
+
 /// The first of `names` that is a subjectAltName DNS name of the leaf
 /// (exact, case-insensitive: a wildcard names no domain here).
 fn matching_name(cert: &X509Certificate<'_>, names: &[String]) -> Result<String, VmcError> {
@@ -201,7 +213,7 @@ fn logotype_svg(cert: &X509Certificate<'_>) -> Result<Vec<u8>, VmcError> {
         };
         let data = data_uri(uri)?;
         check_hash(hashes, &data)?;
-        return Ok(gunzip_if_needed(data)?);
+        return gunzip_if_needed(data);
     }
     Err(bad("no image/svg+xml image"))
 }
@@ -218,7 +230,10 @@ fn data_uri(uri: &[u8]) -> Result<Vec<u8>, VmcError> {
             "the image is not a base64 data:image/svg+xml URI".into(),
         ));
     }
-    let clean: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let clean: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
         .decode(clean)
         .map_err(|e| VmcError::Logotype(format!("base64: {e}")))
@@ -248,7 +263,9 @@ fn check_hash(hashes: &[u8], data: &[u8]) -> Result<(), VmcError> {
             continue;
         };
         if computed != *value {
-            return Err(bad("the image does not match the hash the certificate states"));
+            return Err(bad(
+                "the image does not match the hash the certificate states",
+            ));
         }
         checked = true;
     }
@@ -326,7 +343,10 @@ mod der {
 
         #[test]
         fn short_and_long_lengths_and_truncation() {
-            assert_eq!(tlv(&[0x04, 0x01, 0xaa, 0xbb]), Some((0x04, &[0xaa][..], &[0xbb][..])));
+            assert_eq!(
+                tlv(&[0x04, 0x01, 0xaa, 0xbb]),
+                Some((0x04, &[0xaa][..], &[0xbb][..]))
+            );
             let mut long = vec![0x04, 0x81, 0x80];
             long.extend(std::iter::repeat_n(0, 0x80));
             assert_eq!(tlv(&long).map(|t| t.1.len()), Some(0x80));
