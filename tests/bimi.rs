@@ -126,6 +126,19 @@ impl Ca {
         Ca { cert, key }
     }
 
+    fn intermediate_without_usage(&self, name: &str) -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_string());
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2090, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        Ca { cert, key }
+    }
+
     fn pem(&self) -> String {
         self.cert.pem()
     }
@@ -318,6 +331,7 @@ async fn world() -> World {
     let bimi_root = Ca::root("Test BIMI Root");
     let bimi_int = bimi_root.intermediate("Test BIMI Intermediate");
     let other_root = Ca::root("Someone Else's Root");
+    let plain_int = bimi_root.intermediate_without_usage("Test Intermediate, no BIMI usage");
     let web_root = Ca::root("Test Web Root");
     let site = Site::default();
     let https = https_server(&web_root, site.clone()).await;
@@ -387,6 +401,26 @@ async fn world() -> World {
             via(&Vmc::new(&["big.test"], &big_svg)).into_bytes(),
         ),
         ("/selfasserted/logo.svg".into(), good_svg.clone()),
+        // Issued by an intermediate without the BIMI key usage.
+        ("/plainca/logo.svg".into(), good_svg.clone()),
+        (
+            "/plainca/vmc.pem".into(),
+            Vmc::new(&["plainca.test"], &good_svg)
+                .issue(&plain_int, &[&plain_int])
+                .into_bytes(),
+        ),
+        // The selector form of the name: default._bimi.selname.test.
+        ("/selname/logo.svg".into(), good_svg.clone()),
+        (
+            "/selname/vmc.pem".into(),
+            via(&Vmc::new(&["default._bimi.selname.test"], &good_svg)).into_bytes(),
+        ),
+        // The same, for another selector: not this record's name.
+        ("/othersel/logo.svg".into(), good_svg.clone()),
+        (
+            "/othersel/vmc.pem".into(),
+            via(&Vmc::new(&["brand._bimi.othersel.test"], &good_svg)).into_bytes(),
+        ),
         ("/quarantine/logo.svg".into(), good_svg.clone()),
         (
             "/quarantine/vmc.pem".into(),
@@ -435,6 +469,9 @@ async fn world() -> World {
         "script",
         "big",
         "slow",
+        "plainca",
+        "selname",
+        "othersel",
     ] {
         z.add_zone_text(
             &domain_zone(
@@ -500,6 +537,14 @@ async fn world() -> World {
         None,
     );
     z.add_zone_text(&domain_zone("nobimi.test", enforcing, &[]), None);
+    z.add_zone_text(
+        &domain_zone(
+            "spnone.test",
+            "v=DMARC1; p=reject; sp=none",
+            &[("default._bimi", rec("good"))],
+        ),
+        None,
+    );
     let dns = TestDns::start(z).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -626,7 +671,11 @@ async fn a_valid_mark_is_written_and_incoming_fields_are_removed() {
         b.starts_with("bimi=pass header.d=good.test header.selector=default policy.authority=pass policy.authority-uri=\"https://images.test:"),
         "{b}"
     );
-    assert!(b.ends_with("/good/vmc.pem\""), "{b}");
+    assert!(
+        b.contains("/good/vmc.pem\" policy.indicator-uri=\"https://images.test:"),
+        "{b}"
+    );
+    assert!(b.ends_with("/good/logo.svg\""), "{b}");
     let loc = inserted(&out, "BIMI-Location");
     assert_eq!(loc.len(), 1);
     let loc = loc[0].replace("\n\t", " ");
@@ -687,6 +736,8 @@ async fn refused_marks_get_a_failure_and_no_fields_and_the_verdict_stands() {
         ("script", "not SVG Tiny PS"),
         ("big", "larger than 32768 bytes"),
         ("twice", "more than one BIMI record"),
+        ("plainca", "1.3.6.1.5.5.7.3.31"),
+        ("othersel", "does not name"),
     ] {
         let d = format!("{domain}.test");
         let out = send(milter.addr, &envelope(&d), &message(&d, FORGED)).await;
@@ -714,6 +765,7 @@ async fn only_enforced_dmarc_passes_are_looked_at() {
             "testing.test",
             "bimi=skipped (the DMARC policy is in testing mode, t=y)",
         ),
+        ("spnone.test", "bimi=skipped (the DMARC record has sp=none)"),
         ("declined.test", "bimi=declined"),
         ("nobimi.test", "bimi=none"),
     ] {
@@ -786,9 +838,11 @@ async fn evidence_is_required_unless_the_operator_says_otherwise() {
     )
     .await;
     let b = bimi_result(&out).unwrap();
-    assert_eq!(
-        b,
-        "bimi=pass header.d=selfasserted.test header.selector=default policy.authority=none"
+    assert!(
+        b.starts_with(
+            "bimi=pass header.d=selfasserted.test header.selector=default policy.authority=none policy.indicator-uri=\"https://images.test:"
+        ),
+        "{b}"
     );
     assert_eq!(decoded_indicator(&out), w.good_svg);
     lax.stop().await;
@@ -843,6 +897,38 @@ async fn the_selector_field_counts_only_when_an_aligned_signature_covers_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_may_name_the_selector_and_one_author_is_needed() {
+    let w = world().await;
+    let milter = w.milter(&w.bimi_section(&[])).await;
+    let out = send(
+        milter.addr,
+        &envelope("selname.test"),
+        &message("selname.test", ""),
+    )
+    .await;
+    let b = bimi_result(&out).unwrap();
+    assert!(b.starts_with("bimi=pass header.d=selname.test"), "{b}");
+    // Two From addresses (same domain, DMARC passes): BIMI is not processed.
+    let two = String::from_utf8(message("good.test", ""))
+        .unwrap()
+        .replacen(
+            "From: Alerts <alerts@good.test>",
+            "From: Alerts <alerts@good.test>, Other <other@good.test>",
+            1,
+        )
+        .into_bytes();
+    let out = send(milter.addr, &envelope("good.test"), &two).await;
+    assert_eq!(out.verdict(), "accept");
+    let b = bimi_result(&out).unwrap();
+    assert!(
+        b.starts_with("bimi=skipped (not exactly one From address)"),
+        "{b}"
+    );
+    assert_no_fields(&out);
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subdomain_uses_the_organizational_domain_record() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
@@ -883,6 +969,31 @@ async fn private_addresses_are_refused_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_server_outside_the_web_roots_is_not_used() {
+    let w = world().await;
+    // The BIMI root as the only web root: the server's certificate (from
+    // the web root) does not chain to it.
+    let anchors = format!("\"{}\"", w.dir.path().join("anchors.pem").display());
+    let milter = w
+        .milter(&w.bimi_section(&[("https_roots", anchors.as_str())]))
+        .await;
+    let out = send(
+        milter.addr,
+        &envelope("good.test"),
+        &message("good.test", ""),
+    )
+    .await;
+    assert_eq!(out.verdict(), "accept");
+    let b = bimi_result(&out).unwrap();
+    assert!(
+        b.starts_with("bimi=temperror (") && b.contains("TLS with images.test"),
+        "{b}"
+    );
+    assert_no_fields(&out);
+    milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_by_default() {
     let w = world().await;
     let milter = w.milter("").await;
@@ -895,7 +1006,8 @@ async fn off_by_default() {
     assert_eq!(out.verdict(), "accept");
     assert_eq!(bimi_result(&out), None);
     assert_no_fields(&out);
-    assert!(out.deleted().is_empty());
+    // Incoming BIMI fields are removed all the same (draft §6.6, §8.8).
+    assert_eq!(out.deleted().len(), 2);
     assert_eq!(w.site.hits("/good/logo.svg"), 0);
     milter.stop().await;
 }

@@ -11,12 +11,20 @@ use base64::Engine as _;
 
 pub const LOCATION: &str = "BIMI-Location";
 pub const INDICATOR: &str = "BIMI-Indicator";
+/// The fields only the receiving MTA writes (draft §6.2–6.4).
+const RECEIVER_FIELDS: [&str; 3] = [LOCATION, INDICATOR, "BIMI-Logo-Preference"];
+
+/// Whether an incoming field is one that only the receiver may write.
+pub fn is_receiver_field(name: &str) -> bool {
+    RECEIVER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
 /// Characters of base64 per line of BIMI-Indicator.
 const LINE: usize = 72;
 
 /// The `bimi=` result: a comment with the reason when it is not a pass,
 /// then `header.d`, `header.selector` and, with an evidence document,
-/// `policy.authority` and `policy.authority-uri`.
+/// `policy.authority` and `policy.authority-uri`; on a pass the
+/// `policy.indicator-uri` (draft §8.7).
 pub fn result_part(b: &BimiEvidence) -> String {
     let mut out = format!("bimi={}", b.result.as_str());
     if b.result != BimiResult::Pass {
@@ -32,6 +40,11 @@ pub fn result_part(b: &BimiEvidence) -> String {
         out.push_str(&format!(" policy.authority={a}"));
         if let Some(uri) = &b.authority {
             out.push_str(&format!(" policy.authority-uri={}", pvalue(uri)));
+        }
+    }
+    if b.result == BimiResult::Pass {
+        if let Some(uri) = &b.location {
+            out.push_str(&format!(" policy.indicator-uri={}", pvalue(uri)));
         }
     }
     out
@@ -110,7 +123,8 @@ mod tests {
         assert_eq!(
             result_part(&b),
             "bimi=pass header.d=bank.test header.selector=default policy.authority=pass \
-             policy.authority-uri=\"https://bank.test/vmc.pem\""
+             policy.authority-uri=\"https://bank.test/vmc.pem\" \
+             policy.indicator-uri=\"https://bank.test/logo.svg\""
         );
         assert_eq!(
             location_value(&b),

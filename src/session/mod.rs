@@ -388,10 +388,11 @@ impl Session {
             ours(sanitize::authserv_id(&text))
         } else if header_is(name, "Received-SPF") {
             ours(sanitize::received_spf_receiver(&text))
-        } else if header_is(name, "BIMI-Location") || header_is(name, "BIMI-Indicator") {
-            // Only the receiving MTA writes these (after its own validation):
-            // any incoming one is removed when BIMI is on.
-            cfg.bimi.is_some()
+        } else if crate::actions::bimi::is_receiver_field(name) {
+            // Only the receiving MTA writes these, after its own validation:
+            // every incoming one is removed, with BIMI on or off (draft §6.6,
+            // §8.8: sites that do not do BIMI remove them too).
+            true
         } else {
             header_is(name, WOULD_HEADER) || header_is(name, &cfg.policy.quarantine_header)
         };
@@ -763,8 +764,12 @@ impl Session {
         }
         let wait = bimi.config().wait;
         let lookups = msg.dmarc_lookups.clone();
+        let single_author = msg.from_values.len() == 1
+            && crate::checks::address::parse_address_list(&msg.from_values[0])
+                .is_ok_and(|a| a.len() == 1);
         let input = BimiInput {
             dmarc: ev.dmarc.clone(),
+            single_author,
             selector_fields: msg.bimi_selectors.clone(),
             dkim: ev.dkim.clone(),
             dkim_values: msg.dkim_values.clone(),

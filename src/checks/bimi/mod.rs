@@ -12,7 +12,7 @@ pub mod vmc;
 use crate::{
     checks::{
         dkim,
-        dmarc::{DmarcLookups, Found},
+        dmarc::{self, DmarcLookups, Found},
         evidence::{AuthResult, DkimEvidence, DmarcEvidence, DmarcPolicy},
     },
     dns::Dns,
@@ -180,6 +180,9 @@ impl BimiEvidence {
 #[derive(Clone, Debug)]
 pub struct BimiInput {
     pub dmarc: DmarcEvidence,
+    /// The message has one From field with one address (§8.1: otherwise
+    /// BIMI is not processed).
+    pub single_author: bool,
     /// BIMI-Selector field values, in order.
     pub selector_fields: Vec<String>,
     pub dkim: Vec<DkimEvidence>,
@@ -255,6 +258,13 @@ impl Bimi {
         if d.result != AuthResult::Pass {
             return BimiEvidence::new(BimiResult::Skipped, DEFAULT_SELECTOR, "DMARC did not pass");
         }
+        if !input.single_author {
+            return BimiEvidence::new(
+                BimiResult::Skipped,
+                DEFAULT_SELECTOR,
+                "not exactly one From address",
+            );
+        }
         let org = match lookups.org_domain(&self.dns, &author).await {
             Ok(org) => org,
             Err(e) => {
@@ -266,11 +276,11 @@ impl Bimi {
             }
         };
         // A subdomain's mark needs the organization to enforce too.
-        let org_policy = if org == author {
+        let org_record = if Some(&org) == d.policy_domain.as_ref() {
             None
         } else {
             match lookups.record_at(&self.dns, &org).await {
-                Found::Record(r) => r.p,
+                Found::Record(r) => Some(r),
                 Found::TempError(e) => {
                     return BimiEvidence::new(
                         BimiResult::TempError,
@@ -282,7 +292,7 @@ impl Bimi {
             }
         };
         let selector = choose_selector(input, &org);
-        if let Err(why) = enforcing(d, org_policy) {
+        if let Err(why) = enforcing(d, org_record.as_deref()) {
             return BimiEvidence::new(BimiResult::Skipped, &selector, why);
         }
         let org_domain = Some(org);
@@ -338,10 +348,9 @@ impl Bimi {
         }
         // The names a certificate may carry: the domain of the record used
         // and the author domain.
-        let mut names = vec![domain.clone()];
-        if domain != author {
-            names.push(author.clone());
-        }
+        // The names a certificate may carry (VMC draft §4.3): the domain of
+        // the record used, or `<selector>._bimi.<that domain>`.
+        let names = vec![domain.clone(), format!("{selector}._bimi.{domain}")];
         match self.validated(&assertion, &names).await {
             Ok(c) => {
                 ev.result = BimiResult::Pass;
@@ -465,15 +474,18 @@ impl Bimi {
             None => None,
         };
         let fetched = match location {
-            Some(Ok(svg)) => Some(svg),
+            Some(Ok(svg)) => Some(
+                vmc::gunzip_if_needed(svg, cfg.max_indicator_bytes)
+                    .map_err(|e| (BimiResult::Fail, format!("indicator: {e}")))?,
+            ),
             Some(Err(e)) => return Err(fetch_err("indicator", e)),
             None => None,
         };
         let svg = match (&mark, fetched) {
             (Some(m), Some(svg)) => {
                 // The indicator at l= must be the mark the certificate
-                // vouches for.
-                if Sha256::digest(&svg) != Sha256::digest(&m.svg) {
+                // vouches for (§8.9), line ends aside.
+                if Sha256::digest(lf(&svg)) != Sha256::digest(lf(&m.svg)) {
                     return Err((
                         BimiResult::Fail,
                         "the indicator at l= is not the one in the evidence document".into(),
@@ -494,16 +506,37 @@ impl Bimi {
     }
 }
 
+/// CRLF and CR as LF.
+fn lf(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\r' {
+            out.push(b'\n');
+            if b.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+        } else {
+            out.push(b[i]);
+        }
+        i += 1;
+    }
+    out
+}
+
 enum Lookup {
     Found(record::Assertion),
     NotFound,
     Error(BimiResult, String),
 }
 
-/// Whether the DMARC result lets BIMI go on: a pass under `p=quarantine` or
-/// `p=reject` as published for this message (`sp`/`np` for subdomains), not
-/// in testing mode (`t=y`), with the Organizational Domain enforcing too.
-fn enforcing(d: &DmarcEvidence, org_policy: Option<DmarcPolicy>) -> Result<(), String> {
+/// Whether the DMARC result lets BIMI go on (§8.1): a pass under
+/// `p=quarantine` or `p=reject` as published for this message (`sp`/`np`
+/// for subdomains), not in RFC 9989 testing mode (`t=y`, which takes the
+/// place of the `pct=100` the draft asks of RFC 7489 records), and neither
+/// the record used nor the Organizational Domain's record saying `p=none`
+/// or `sp=none`.
+fn enforcing(d: &DmarcEvidence, org: Option<&dmarc::Record>) -> Result<(), String> {
     match d.published {
         Some(DmarcPolicy::Quarantine | DmarcPolicy::Reject) => {}
         Some(DmarcPolicy::None) | None => {
@@ -513,8 +546,20 @@ fn enforcing(d: &DmarcEvidence, org_policy: Option<DmarcPolicy>) -> Result<(), S
     if d.testing {
         return Err("the DMARC policy is in testing mode, t=y".into());
     }
-    if org_policy == Some(DmarcPolicy::None) {
-        return Err("the Organizational Domain's DMARC policy is p=none".into());
+    let not_none = |r: &dmarc::Record, whose: &str| {
+        if r.p == Some(DmarcPolicy::None) {
+            Err(format!("{whose} DMARC record has p=none"))
+        } else if r.sp == Some(DmarcPolicy::None) {
+            Err(format!("{whose} DMARC record has sp=none"))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(r) = d.record.as_deref() {
+        not_none(r, "the")?;
+    }
+    if let Some(r) = org {
+        not_none(r, "the Organizational Domain's")?;
     }
     Ok(())
 }

@@ -11,36 +11,44 @@ use quick_xml::{
 const SVG_NS: &[u8] = b"http://www.w3.org/2000/svg";
 const XLINK_NS: &[u8] = b"http://www.w3.org/1999/xlink";
 
-/// Elements the profile does not allow: scripts and event handling,
-/// animation, media and embedded or external content.
-const FORBIDDEN: &[&str] = &[
-    "script",
-    "handler",
-    "listener",
-    "animate",
-    "animateColor",
-    "animateMotion",
-    "animateTransform",
-    "set",
-    "discard",
-    "mpath",
-    "image",
-    "audio",
-    "video",
-    "animation",
-    "foreignObject",
-    "prefetch",
-    "a",
-    "switch",
+/// The elements SVG Tiny PS allows (the profile's schema): SVG Tiny 1.2
+/// without scripting, animation, media, linking, conditional processing,
+/// `image`, `foreignObject` and `style`.
+const ALLOWED: &[&str] = &[
+    "svg",
+    "title",
+    "desc",
+    "metadata",
+    "g",
+    "defs",
+    "use",
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "textArea",
+    "linearGradient",
+    "radialGradient",
+    "stop",
+    "solidColor",
     "font",
     "font-face",
-    "font-face-src",
-    "font-face-uri",
     "glyph",
-    "missing-glyph",
     "hkern",
-    "tbreak",
-    "textArea",
+];
+
+/// Attributes that SHOULD NOT appear and, when they do, must have this value.
+const FIXED: &[(&str, &str)] = &[
+    ("zoomAndPan", "disable"),
+    ("externalResourcesRequired", "false"),
+    ("focusable", "false"),
+    ("snapshotTime", "none"),
+    ("playbackOrder", "all"),
+    ("timelineBegin", "onLoad"),
 ];
 
 /// Why an SVG document is not SVG Tiny PS.
@@ -61,9 +69,14 @@ pub fn validate(svg: &[u8], max_bytes: usize) -> Result<(), SvgError> {
     let text = std::str::from_utf8(svg).map_err(|_| SvgError("not UTF-8".into()))?;
     let mut reader = NsReader::from_str(text);
     reader.config_mut().check_end_names = true;
-    let mut depth = 0usize;
+    // The open elements: (local name, in the SVG namespace).
+    let mut open: Vec<(String, bool)> = Vec::new();
     let mut seen_root = false;
-    let mut title = false;
+    let mut titles = 0usize;
+    // The root's children so far (the title must come first).
+    let mut root_children = 0usize;
+    let mut in_title = false;
+    let mut title_text = String::new();
     loop {
         let (ns, ev) = reader
             .read_resolved_event()
@@ -73,7 +86,7 @@ pub fn validate(svg: &[u8], max_bytes: usize) -> Result<(), SvgError> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
                 let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                if depth == 0 {
+                if open.is_empty() {
                     if seen_root {
                         return err("more than one root element".into());
                     }
@@ -83,22 +96,42 @@ pub fn validate(svg: &[u8], max_bytes: usize) -> Result<(), SvgError> {
                     }
                     root_attributes(&reader, e)?;
                 } else {
+                    let in_metadata = open.iter().any(|(n, svg)| *svg && n == "metadata");
                     if !ns_is_svg {
-                        // Elements of other namespaces (metadata) carry nothing
-                        // a renderer uses, but may not reach out either.
-                    } else if FORBIDDEN.contains(&local.as_str()) {
+                        // Other vocabularies (RDF, Dublin Core) only as metadata.
+                        if !in_metadata {
+                            return err(format!("<{local}> outside the SVG namespace"));
+                        }
+                    } else if !ALLOWED.contains(&local.as_str()) || local == "svg" {
                         return err(format!("<{local}> is not allowed"));
                     }
-                    if depth == 1 && ns_is_svg && local == "title" {
-                        title = true;
+                    if open.len() == 1 {
+                        root_children += 1;
+                        if ns_is_svg && local == "title" {
+                            titles += 1;
+                            if root_children != 1 {
+                                return err("<title> is not the first child of <svg>".into());
+                            }
+                            in_title = !empty;
+                        }
                     }
                 }
                 attributes(&reader, e)?;
                 if !empty {
-                    depth += 1;
+                    open.push((local, ns_is_svg));
                 }
             }
-            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::End(_) => {
+                if open.len() == 2 && in_title {
+                    in_title = false;
+                }
+                open.pop();
+            }
+            Event::Text(t) => {
+                if in_title {
+                    title_text.push_str(&String::from_utf8_lossy(t.as_ref()));
+                }
+            }
             Event::DocType(d) => {
                 // An internal subset can declare entities (expansion bombs,
                 // external entities): only a plain DOCTYPE line is taken.
@@ -107,20 +140,36 @@ pub fn validate(svg: &[u8], max_bytes: usize) -> Result<(), SvgError> {
                 }
             }
             Event::PI(_) => return err("a processing instruction (stylesheet)".into()),
-            Event::Eof if depth > 0 => return err("the document ends inside an element".into()),
+            Event::Eof if !open.is_empty() => {
+                return err("the document ends inside an element".into())
+            }
             Event::Eof => break,
-            Event::Text(_)
-            | Event::CData(_)
-            | Event::Comment(_)
-            | Event::Decl(_)
-            | Event::GeneralRef(_) => {}
+            Event::GeneralRef(r) => {
+                // Only the predefined and character references; nothing
+                // declared can exist without an internal subset anyway.
+                let name = String::from_utf8_lossy(r.as_ref()).into_owned();
+                let predefined = matches!(name.as_str(), "lt" | "gt" | "amp" | "apos" | "quot")
+                    || name.starts_with('#');
+                if !predefined {
+                    return err(format!("an undeclared entity &{name};"));
+                }
+                if in_title {
+                    title_text.push('x');
+                }
+            }
+            Event::CData(_) | Event::Comment(_) | Event::Decl(_) => {}
         }
     }
     if !seen_root {
         return err("no root element".into());
     }
-    if !title {
-        return err("no <title> child of <svg>".into());
+    match titles {
+        0 => return err("no <title> child of <svg>".into()),
+        1 => {}
+        _ => return err("more than one <title>".into()),
+    }
+    if title_text.trim().is_empty() {
+        return err("the <title> is empty".into());
     }
     Ok(())
 }
@@ -166,6 +215,19 @@ fn attributes(reader: &NsReader<&[u8]>, e: &BytesStart<'_>) -> Result<(), SvgErr
         if unbound && local.starts_with("on") {
             return Err(SvgError(format!("event attribute {local}")));
         }
+        if unbound && local == "style" {
+            return Err(SvgError(
+                "a style attribute (presentation attributes only)".into(),
+            ));
+        }
+        if unbound {
+            if let Some((name, fixed)) = FIXED.iter().find(|(n, _)| n.eq_ignore_ascii_case(&local))
+            {
+                if value.trim() != *fixed {
+                    return Err(SvgError(format!("{name} must be \"{fixed}\"")));
+                }
+            }
+        }
         if (is_xlink || unbound) && local == "href" && !value.trim().starts_with('#') {
             return Err(SvgError("a reference outside the document".into()));
         }
@@ -202,6 +264,20 @@ mod tests {
     }
 
     #[test]
+    fn the_title_comes_first_and_says_something() {
+        let late = with("<title>Bank</title>", "<desc>d</desc><title>Bank</title>");
+        assert!(validate(late.as_bytes(), 1 << 20).is_err());
+        let empty = with("<title>Bank</title>", "<title> </title>");
+        assert!(validate(empty.as_bytes(), 1 << 20).is_err());
+        // Metadata may use other vocabularies; fixed attributes with their value pass.
+        let meta = with(
+            "<title>Bank</title>",
+            r#"<title>Bank &amp; Co</title><metadata><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></metadata><g zoomAndPan="disable"/>"#,
+        );
+        validate(meta.as_bytes(), 1 << 20).unwrap();
+    }
+
+    #[test]
     fn the_root_needs_version_profile_and_title() {
         for (from, to) in [
             (r#"version="1.2""#, r#"version="1.1""#),
@@ -231,6 +307,14 @@ mod tests {
             r#"<rect onclick="x()"/>"#,
             r#"<foreignObject/>"#,
             r#"<a xlink:href="https://phish.test/"><rect/></a>"#,
+            "<style>rect{fill:red}</style>",
+            r#"<rect style="fill:red"/>"#,
+            "<filter/>",
+            "<tspan>x</tspan>",
+            r#"<x:evil xmlns:x="urn:x"/>"#,
+            "<title>Second</title>",
+            r#"<g zoomAndPan="magnify"/>"#,
+            "<rect>&ext;</rect>",
         ] {
             let doc = with(
                 "<title>Bank</title>",

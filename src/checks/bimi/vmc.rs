@@ -115,6 +115,7 @@ pub fn validate(
     })?;
     let (_, cert) = X509Certificate::from_der(certs[0].as_ref())
         .map_err(|e| VmcError::Format(format!("leaf certificate: {e}")))?;
+    issuer_has_usage(&cert, &certs[1..])?;
     let name = matching_name(&cert, names)?;
     let svg = logotype_svg(&cert)?;
     Ok(Mark {
@@ -135,6 +136,35 @@ pub fn mark_svg(cert_der: &[u8]) -> Result<Vec<u8>, VmcError> {
     let (_, cert) = X509Certificate::from_der(cert_der)
         .map_err(|e| VmcError::Format(format!("certificate: {e}")))?;
     logotype_svg(&cert)
+}
+
+/// VMC draft §4.4: the CA that issued the leaf carries the BIMI extended key
+/// usage too. (webpki refuses an issuer whose key usages leave BIMI out; this
+/// also refuses one without the extension.) A leaf issued by a trust anchor
+/// itself is left to the anchor list.
+fn issuer_has_usage(
+    leaf: &X509Certificate<'_>,
+    chain: &[CertificateDer<'_>],
+) -> Result<(), VmcError> {
+    let issuer = chain.iter().find_map(|c| {
+        let (_, cert) = X509Certificate::from_der(c.as_ref()).ok()?;
+        (cert.subject().as_raw() == leaf.issuer().as_raw()
+            && cert.subject().as_raw() != cert.issuer().as_raw())
+        .then_some(cert)
+    });
+    let Some(issuer) = issuer else {
+        return Ok(());
+    };
+    let has = issuer
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.value.other.iter().any(|o| o.as_bytes() == EKU_BIMI));
+    if has {
+        Ok(())
+    } else {
+        Err(VmcError::Usage)
+    }
 }
 
 /// The first of `names` that is a subjectAltName DNS name of the leaf
@@ -213,7 +243,7 @@ fn logotype_svg(cert: &X509Certificate<'_>) -> Result<Vec<u8>, VmcError> {
         };
         let data = data_uri(uri)?;
         check_hash(hashes, &data)?;
-        return gunzip_if_needed(data);
+        return gunzip_if_needed(data, MAX_SVG);
     }
     Err(bad("no image/svg+xml image"))
 }
@@ -277,19 +307,26 @@ fn check_hash(hashes: &[u8], data: &[u8]) -> Result<(), VmcError> {
 }
 
 /// Largest uncompressed SVG taken from a certificate.
-const MAX_SVG: u64 = 1 << 20;
+const MAX_SVG: usize = 1 << 20;
 
-fn gunzip_if_needed(data: Vec<u8>) -> Result<Vec<u8>, VmcError> {
+/// `data` uncompressed when it is gzip (SVGZ), at most `max` bytes.
+///
+/// # Errors
+///
+/// Bad gzip, or more than `max` bytes uncompressed.
+pub fn gunzip_if_needed(data: Vec<u8>, max: usize) -> Result<Vec<u8>, VmcError> {
     if !data.starts_with(&[0x1f, 0x8b]) {
         return Ok(data);
     }
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data.as_slice())
-        .take(MAX_SVG + 1)
+        .take(max as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| VmcError::Logotype(format!("gzip: {e}")))?;
-    if out.len() as u64 > MAX_SVG {
-        return Err(VmcError::Logotype("the image is larger than 1 MiB".into()));
+    if out.len() > max {
+        return Err(VmcError::Logotype(format!(
+            "the image is larger than {max} bytes uncompressed"
+        )));
     }
     Ok(out)
 }
