@@ -96,10 +96,13 @@ fn logotype(svg: &[u8]) -> Vec<u8> {
 struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
+    /// Where this CA's CRL is published (the distribution point of the
+    /// certificates it issues).
+    crl_url: String,
 }
 
 impl Ca {
-    fn root(name: &str) -> Ca {
+    fn root(name: &str, crl_url: String) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, name.to_string());
@@ -109,10 +112,10 @@ impl Ca {
         p.not_after = rcgen::date_time_ymd(2090, 1, 1);
         let key = KeyPair::generate().unwrap();
         let cert = p.self_signed(&key).unwrap();
-        Ca { cert, key }
+        Ca { cert, key, crl_url }
     }
 
-    fn intermediate(&self, name: &str) -> Ca {
+    fn intermediate(&self, name: &str, crl_url: String) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, name.to_string());
@@ -121,12 +124,15 @@ impl Ca {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(EKU_BIMI.to_vec())];
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2090, 1, 1);
+        p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![self.crl_url.clone()],
+        }];
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Ca { cert, key }
+        Ca { cert, key, crl_url }
     }
 
-    fn intermediate_without_usage(&self, name: &str) -> Ca {
+    fn intermediate_without_usage(&self, name: &str, crl_url: String) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, name.to_string());
@@ -134,13 +140,41 @@ impl Ca {
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2090, 1, 1);
+        p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![self.crl_url.clone()],
+        }];
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Ca { cert, key }
+        Ca { cert, key, crl_url }
     }
 
     fn pem(&self) -> String {
         self.cert.pem()
+    }
+
+    /// This CA's CRL (DER, RFC 5280 §5), revoking these serial numbers.
+    fn crl(&self, revoked: &[u64]) -> Vec<u8> {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2021, 1, 1),
+            next_update: rcgen::date_time_ymd(2080, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|n| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*n),
+                    revocation_time: rcgen::date_time_ymd(2022, 6, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.cert, &self.key)
+            .unwrap()
+            .der()
+            .to_vec()
     }
 }
 
@@ -150,6 +184,10 @@ struct Vmc<'a> {
     svg: &'a [u8],
     bimi_eku: bool,
     expired: bool,
+    /// The serial number (rcgen picks one otherwise).
+    serial: Option<u64>,
+    /// Name the issuer's CRL as the distribution point.
+    crl: bool,
 }
 
 impl<'a> Vmc<'a> {
@@ -159,6 +197,8 @@ impl<'a> Vmc<'a> {
             svg,
             bimi_eku: true,
             expired: false,
+            serial: None,
+            crl: true,
         }
     }
 
@@ -186,6 +226,12 @@ impl<'a> Vmc<'a> {
             &OID_LOGOTYPE,
             logotype(self.svg),
         ));
+        if self.crl {
+            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![issuer.crl_url.clone()],
+            }];
+        }
+        p.serial_number = self.serial.map(rcgen::SerialNumber::from);
         let key = KeyPair::generate().unwrap();
         let leaf = p.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
         let mut out = leaf.pem();
@@ -235,6 +281,39 @@ impl Site {
 
 /// An HTTPS server on 127.0.0.1 for `images.test`, its certificate issued
 /// by `web`.
+/// The documents of `site` over one connection.
+async fn serve<IO>(io: IO, site: Site)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let site = site.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            *site.hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+            let doc = site.docs.lock().unwrap().get(&path).cloned();
+            let resp = match doc {
+                Some(Doc::Body(b)) => Response::new(Full::new(Bytes::from(b))),
+                Some(Doc::Hang) => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Response::new(Full::new(Bytes::new()))
+                }
+                None => {
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"no")));
+                    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    r
+                }
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// An HTTPS server on 127.0.0.1 for `images.test`, its certificate issued
+/// by `web`.
 async fn https_server(web: &Ca, site: Site) -> SocketAddr {
     let mut p = CertificateParams::new(vec!["images.test".to_string()]).unwrap();
     p.not_before = rcgen::date_time_ymd(2021, 1, 1);
@@ -255,42 +334,26 @@ async fn https_server(web: &Ca, site: Site) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
+        while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             let site = site.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let site = site.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            *site.hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
-                            let doc = site.docs.lock().unwrap().get(&path).cloned();
-                            let resp = match doc {
-                                Some(Doc::Body(b)) => Response::new(Full::new(Bytes::from(b))),
-                                Some(Doc::Hang) => {
-                                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                                    Response::new(Full::new(Bytes::new()))
-                                }
-                                None => {
-                                    let mut r = Response::new(Full::new(Bytes::from_static(b"no")));
-                                    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                                    r
-                                }
-                            };
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls, site).await;
+                }
             });
+        }
+    });
+    addr
+}
+
+/// A plain HTTP server on 127.0.0.1 (for the CRLs).
+async fn http_server(site: Site) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(serve(tcp, site.clone()));
         }
     });
     addr
@@ -299,6 +362,8 @@ async fn https_server(web: &Ca, site: Site) -> SocketAddr {
 // ------------------------------------------------------------ fixture --
 
 const SPF: &str = "v=spf1 ip4:192.0.2.10 -all";
+/// The serial number bimi-int's CRL revokes.
+const REVOKED_SERIAL: u64 = 0x7e57_0001;
 
 /// One sender domain: SPF for 192.0.2.10, its DMARC record, and its BIMI
 /// records (owner relative to the domain, record text).
@@ -328,13 +393,23 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 async fn world() -> World {
-    let bimi_root = Ca::root("Test BIMI Root");
-    let bimi_int = bimi_root.intermediate("Test BIMI Intermediate");
-    let other_root = Ca::root("Someone Else's Root");
-    let plain_int = bimi_root.intermediate_without_usage("Test Intermediate, no BIMI usage");
-    let web_root = Ca::root("Test Web Root");
     let site = Site::default();
+    let http = http_server(site.clone()).await;
+    let crl = |name: &str| format!("http://images.test:{}/crl/{name}.crl", http.port());
+    let bimi_root = Ca::root("Test BIMI Root", crl("bimi-root"));
+    let bimi_int = bimi_root.intermediate("Test BIMI Intermediate", crl("bimi-int"));
+    let other_root = Ca::root("Someone Else's Root", crl("other-root"));
+    let plain_int =
+        bimi_root.intermediate_without_usage("Test Intermediate, no BIMI usage", crl("plain-int"));
+    let web_root = Ca::root("Test Web Root", crl("web-root"));
     let https = https_server(&web_root, site.clone()).await;
+    site.put("/crl/bimi-root.crl", Doc::Body(bimi_root.crl(&[])));
+    site.put(
+        "/crl/bimi-int.crl",
+        Doc::Body(bimi_int.crl(&[REVOKED_SERIAL])),
+    );
+    site.put("/crl/plain-int.crl", Doc::Body(plain_int.crl(&[])));
+    site.put("/crl/other-root.crl", Doc::Body(other_root.crl(&[])));
     let base = format!("https://images.test:{}", https.port());
 
     let good_svg = svg("Good Bank", "");
@@ -401,6 +476,25 @@ async fn world() -> World {
             via(&Vmc::new(&["big.test"], &big_svg)).into_bytes(),
         ),
         ("/selfasserted/logo.svg".into(), good_svg.clone()),
+        // Revoked by the intermediate's CRL; and one naming no CRL.
+        ("/revoked/logo.svg".into(), good_svg.clone()),
+        (
+            "/revoked/vmc.pem".into(),
+            via(&Vmc {
+                serial: Some(REVOKED_SERIAL),
+                ..Vmc::new(&["revoked.test"], &good_svg)
+            })
+            .into_bytes(),
+        ),
+        ("/nocrl/logo.svg".into(), good_svg.clone()),
+        (
+            "/nocrl/vmc.pem".into(),
+            via(&Vmc {
+                crl: false,
+                ..Vmc::new(&["nocrl.test"], &good_svg)
+            })
+            .into_bytes(),
+        ),
         // Issued by an intermediate without the BIMI key usage.
         ("/plainca/logo.svg".into(), good_svg.clone()),
         (
@@ -472,6 +566,8 @@ async fn world() -> World {
         "plainca",
         "selname",
         "othersel",
+        "revoked",
+        "nocrl",
     ] {
         z.add_zone_text(
             &domain_zone(
@@ -738,6 +834,8 @@ async fn refused_marks_get_a_failure_and_no_fields_and_the_verdict_stands() {
         ("twice", "more than one BIMI record"),
         ("plainca", "1.3.6.1.5.5.7.3.31"),
         ("othersel", "does not name"),
+        ("revoked", "certificate revoked"),
+        ("nocrl", "no CRL covers a certificate of the chain"),
     ] {
         let d = format!("{domain}.test");
         let out = send(milter.addr, &envelope(&d), &message(&d, FORGED)).await;
@@ -991,6 +1089,47 @@ async fn an_https_server_outside_the_web_roots_is_not_used() {
     );
     assert_no_fields(&out);
     milter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_is_what_refuses_a_revoked_mark() {
+    let w = world().await;
+    let on = w.milter(&w.bimi_section(&[])).await;
+    let out = send(on.addr, &envelope("good.test"), &message("good.test", "")).await;
+    assert!(
+        bimi_result(&out).unwrap().starts_with("bimi=pass"),
+        "{out:?}"
+    );
+    // The leaf's CRL (the intermediate's) and the intermediate's (the root's).
+    assert_eq!(w.site.hits("/crl/bimi-int.crl"), 1);
+    assert_eq!(w.site.hits("/crl/bimi-root.crl"), 1);
+    on.stop().await;
+    let off = w
+        .milter(&w.bimi_section(&[("check_revocation", "false")]))
+        .await;
+    let out = send(
+        off.addr,
+        &envelope("revoked.test"),
+        &message("revoked.test", ""),
+    )
+    .await;
+    assert!(
+        bimi_result(&out).unwrap().starts_with("bimi=pass"),
+        "{out:?}"
+    );
+    // A CRL that is not there (404): no logo.
+    off.stop().await;
+    w.site.docs.lock().unwrap().remove("/crl/bimi-root.crl");
+    let on = w.milter(&w.bimi_section(&[])).await;
+    let out = send(
+        on.addr,
+        &envelope("quarantine.test"),
+        &message("quarantine.test", ""),
+    )
+    .await;
+    let b = bimi_result(&out).unwrap();
+    assert!(b.starts_with("bimi=fail (CRL http://images.test:"), "{b}");
+    on.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,12 @@ fuzz_target!(|data: &[u8]| {
             let b64 = base64::engine::general_purpose::STANDARD.encode(rest);
             let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
             let now = rustls_pki_types::UnixTime::now();
-            assert!(vmc::validate(pem.as_bytes(), &[], &["example.com".into()], now).is_err());
+            let names = ["example.com".to_string()];
+            assert!(vmc::validate(pem.as_bytes(), &[], &names, now, None).is_err());
+            assert!(vmc::validate(pem.as_bytes(), &[], &names, now, Some(&[rest.to_vec()])).is_err());
+            if let Ok(certs) = vmc::certificates(pem.as_bytes()) {
+                assert!(vmc::crl_uris(&certs).len() <= vmc::MAX_CRLS);
+            }
         }
         _ => {
             let _ = vmc::mark_svg(rest);

@@ -51,6 +51,7 @@ pub struct RawBimi {
     pub failure_ttl: Option<u64>,
     pub wait: Option<f64>,
     pub fetch_private_addresses: Option<bool>,
+    pub check_revocation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

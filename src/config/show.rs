@@ -295,6 +295,10 @@ impl Config {
                     "fetch_private_addresses",
                     Some(Value::Boolean(b.is_some_and(|b| b.fetch_private_addresses))),
                 ),
+                (
+                    "check_revocation",
+                    Some(Value::Boolean(b.is_none_or(|b| b.check_revocation))),
+                ),
             ])
         };
         let mut root = Table::new();

@@ -1078,5 +1078,6 @@ fn bimi_config(
     cfg.cache_ttl = cache_ttl;
     cfg.failure_ttl = failure_ttl;
     cfg.fetch_private_addresses = b.fetch_private_addresses.unwrap_or(false);
+    cfg.check_revocation = b.check_revocation.unwrap_or(true);
     Ok(Some(cfg))
 }

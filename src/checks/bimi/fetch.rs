@@ -1,7 +1,9 @@
-//! HTTPS GET of a BIMI indicator or evidence document, with a byte limit and
-//! a time limit, through our own resolver. Only `https:` URIs with a host
-//! name; no redirects (a 3xx is a failure); addresses that are not globally
-//! routable are refused unless the operator allows them.
+//! HTTPS GET of a BIMI indicator or evidence document (and HTTP or HTTPS GET
+//! of a certificate revocation list, a signed document usually published
+//! over plain HTTP), with a byte limit and a time limit, through our own
+//! resolver. Only URIs with a host name; no redirects (a 3xx is a failure);
+//! addresses that are not globally routable are refused unless the operator
+//! allows them.
 
 use crate::dns::Dns;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -118,7 +120,20 @@ impl Fetcher {
     ///
     /// See [`FetchError`].
     pub async fn get(&self, uri: &str, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
-        let target = Target::parse(uri)?;
+        self.fetch(Target::parse(uri, false)?, max_bytes).await
+    }
+
+    /// Fetches a CRL: `http:` allowed beside `https:` (the CRL is signed by
+    /// its issuer, so the transport adds nothing to its authenticity).
+    ///
+    /// # Errors
+    ///
+    /// See [`FetchError`].
+    pub async fn get_crl(&self, uri: &str, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
+        self.fetch(Target::parse(uri, true)?, max_bytes).await
+    }
+
+    async fn fetch(&self, target: Target, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
         match tokio::time::timeout(self.timeout, self.get_inner(&target, max_bytes)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Transfer(format!(
@@ -178,6 +193,9 @@ impl Fetcher {
             }
         }
         let tcp = tcp.ok_or(FetchError::Transfer(last))?;
+        if !t.tls {
+            return exchange(tcp, t, max_bytes).await;
+        }
         let name = ServerName::try_from(t.host.clone())
             .map_err(|e| FetchError::BadUri(format!("host {}: {e}", t.host)))?;
         let tls = self
@@ -185,68 +203,78 @@ impl Fetcher {
             .connect(name, tcp)
             .await
             .map_err(|e| FetchError::Transfer(format!("TLS with {}: {e}", t.host)))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        exchange(tls, t, max_bytes).await
+    }
+}
+
+/// One GET over an open connection.
+async fn exchange<IO>(io: IO, t: &Target, max_bytes: usize) -> Result<Vec<u8>, FetchError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| FetchError::Transfer(format!("HTTP with {}: {e}", t.host)))?;
+    // The connection is driven beside the request and ends with it.
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(t.path.as_str())
+        .header(hyper::header::HOST, t.authority.as_str())
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("authmilter/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(hyper::header::ACCEPT, "*/*")
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| FetchError::BadUri(e.to_string()))?;
+    let result = async {
+        let resp = sender
+            .send_request(req)
             .await
             .map_err(|e| FetchError::Transfer(format!("HTTP with {}: {e}", t.host)))?;
-        // The connection is driven beside the request and ends with it.
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = Request::get(t.path.as_str())
-            .header(hyper::header::HOST, t.authority.as_str())
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("authmilter/", env!("CARGO_PKG_VERSION")),
-            )
-            .header(hyper::header::ACCEPT, "*/*")
-            .header(hyper::header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| FetchError::BadUri(e.to_string()))?;
-        let result = async {
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| FetchError::Transfer(format!("HTTP with {}: {e}", t.host)))?;
-            if resp.status() != StatusCode::OK {
-                return Err(FetchError::Status(format!(
-                    "{} from {}",
-                    resp.status(),
-                    t.host
-                )));
-            }
-            if let Some(len) = resp
-                .headers()
-                .get(hyper::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                if len > max_bytes as u64 {
-                    return Err(FetchError::TooLarge(max_bytes));
-                }
-            }
-            let body = Limited::new(resp.into_body(), max_bytes)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        FetchError::TooLarge(max_bytes)
-                    } else {
-                        FetchError::Transfer(format!("reading from {}: {e}", t.host))
-                    }
-                })?;
-            Ok(body.to_bytes().to_vec())
+        if resp.status() != StatusCode::OK {
+            return Err(FetchError::Status(format!(
+                "{} from {}",
+                resp.status(),
+                t.host
+            )));
         }
-        .await;
-        driver.abort();
-        result
+        if let Some(len) = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > max_bytes as u64 {
+                return Err(FetchError::TooLarge(max_bytes));
+            }
+        }
+        let body = Limited::new(resp.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    FetchError::TooLarge(max_bytes)
+                } else {
+                    FetchError::Transfer(format!("reading from {}: {e}", t.host))
+                }
+            })?;
+        Ok(body.to_bytes().to_vec())
     }
+    .await;
+    driver.abort();
+    result
 }
 
 /// The parts of an `https:` URI needed to fetch it.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
+    /// `https:` (else `http:`, for CRLs only).
+    tls: bool,
     host: String,
     port: u16,
     /// `host` or `host:port`, for the Host header.
@@ -255,12 +283,15 @@ struct Target {
 }
 
 impl Target {
-    fn parse(uri: &str) -> Result<Self, FetchError> {
+    fn parse(uri: &str, allow_http: bool) -> Result<Self, FetchError> {
         let bad = |why: &str| FetchError::BadUri(format!("{}: {why}", printable(uri)));
         let u: Uri = uri.parse().map_err(|_| bad("not a URI"))?;
-        if u.scheme_str().map(str::to_ascii_lowercase).as_deref() != Some("https") {
-            return Err(bad("only https: is allowed"));
-        }
+        let tls = match u.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("https") => true,
+            Some("http") if allow_http => false,
+            _ if allow_http => return Err(bad("only http: and https: are allowed")),
+            _ => return Err(bad("only https: is allowed")),
+        };
         let auth = u.authority().ok_or_else(|| bad("no host"))?;
         if auth.as_str().contains('@') {
             return Err(bad("user information is not allowed"));
@@ -269,11 +300,12 @@ impl Target {
         if host.is_empty() || host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
             return Err(bad("the host must be a domain name"));
         }
-        let port = auth.port_u16().unwrap_or(443);
+        let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path = u
             .path_and_query()
             .map_or("/".to_string(), |p| p.as_str().to_string());
         Ok(Self {
+            tls,
             authority: auth.as_str().to_ascii_lowercase(),
             host,
             port,
@@ -332,11 +364,18 @@ mod tests {
 
     #[test]
     fn only_https_uris_with_a_host_name() {
-        let t = Target::parse("https://Logo.Example.com/a/b.svg?x=1").unwrap();
+        let t = Target::parse("https://Logo.Example.com/a/b.svg?x=1", false).unwrap();
         assert_eq!(t.host, "logo.example.com");
         assert_eq!(t.port, 443);
         assert_eq!(t.path, "/a/b.svg?x=1");
-        assert_eq!(Target::parse("https://h.test:8443").unwrap().port, 8443);
+        assert_eq!(
+            Target::parse("https://h.test:8443", false).unwrap().port,
+            8443
+        );
+        let crl = Target::parse("http://crl.ca.test/ca.crl", true).unwrap();
+        assert!(!crl.tls);
+        assert_eq!(crl.port, 80);
+        assert!(Target::parse("ldap://crl.ca.test/x", true).is_err());
         for bad in [
             "http://example.com/logo.svg",
             "ftp://example.com/x",
@@ -346,7 +385,7 @@ mod tests {
             "example.com/logo.svg",
             "data:image/svg+xml;base64,AAAA",
         ] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
+            assert!(Target::parse(bad, false).is_err(), "{bad}");
         }
     }
 

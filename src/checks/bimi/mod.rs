@@ -50,6 +50,8 @@ pub struct BimiConfig {
     pub wait: Duration,
     /// Fetch from loopback, private and other non-global addresses.
     pub fetch_private_addresses: bool,
+    /// Check the certificate chain against its CRLs (VMC draft §5.1).
+    pub check_revocation: bool,
 }
 
 /// Defaults of the `[bimi]` keys.
@@ -65,6 +67,8 @@ pub mod defaults {
     pub const CACHE_TTL: Duration = Duration::from_secs(3600);
     pub const FAILURE_TTL: Duration = Duration::from_secs(300);
     pub const WAIT: Duration = Duration::from_millis(1000);
+    /// The largest CRL fetched (a mark CA's CRLs are small).
+    pub const MAX_CRL_BYTES: usize = 1024 * 1024;
 }
 
 impl BimiConfig {
@@ -101,6 +105,7 @@ impl BimiConfig {
             failure_ttl: defaults::FAILURE_TTL,
             wait: defaults::WAIT,
             fetch_private_addresses: false,
+            check_revocation: true,
         })
     }
 }
@@ -465,8 +470,13 @@ impl Bimi {
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .unwrap_or_default(),
                 );
+                let crls = if cfg.check_revocation {
+                    Some(self.crls(&pem).await?)
+                } else {
+                    None
+                };
                 Some(
-                    vmc::validate(&pem, &cfg.trust_anchors, names, now)
+                    vmc::validate(&pem, &cfg.trust_anchors, names, now, crls.as_deref())
                         .map_err(|e| (BimiResult::Fail, e.to_string()))?,
                 )
             }
@@ -522,6 +532,34 @@ fn lf(b: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+impl Bimi {
+    /// The CRLs the chain's certificates name, fetched concurrently.
+    async fn crls(&self, pem: &[u8]) -> Result<Vec<Vec<u8>>, (BimiResult, String)> {
+        let certs = vmc::certificates(pem).map_err(|e| (BimiResult::Fail, e.to_string()))?;
+        let uris = vmc::crl_uris(&certs);
+        let fetched = futures::future::join_all(
+            uris.iter()
+                .map(|u| self.fetcher.get_crl(u, defaults::MAX_CRL_BYTES)),
+        )
+        .await;
+        let mut out = Vec::with_capacity(fetched.len());
+        for (uri, r) in uris.iter().zip(fetched) {
+            match r {
+                Ok(der) => out.push(der),
+                Err(e) => {
+                    let result = if e.is_temporary() {
+                        BimiResult::TempError
+                    } else {
+                        BimiResult::Fail
+                    };
+                    return Err((result, format!("CRL {}: {e}", fetch::printable(uri))));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 enum Lookup {

@@ -49,6 +49,10 @@ pub enum VmcError {
     Usage,
     #[error("certificate does not name {0} in its subjectAltName")]
     Name(String),
+    #[error("certificate revoked")]
+    Revoked,
+    #[error("revocation: {0}")]
+    Revocation(String),
     #[error("certificate refused: {0}")]
     Invalid(String),
     #[error("logotype: {0}")]
@@ -71,18 +75,12 @@ pub fn anchors(certs: &[CertificateDer<'_>]) -> Result<Vec<TrustAnchor<'static>>
         .collect()
 }
 
-/// Validates `pem` for the domain: one of `names` (lower case, without a
-/// trailing dot) must be a subjectAltName DNS name of the leaf.
+/// The certificates of a PEM evidence document, leaf first.
 ///
 /// # Errors
 ///
-/// See [`VmcError`].
-pub fn validate(
-    pem: &[u8],
-    anchors: &[TrustAnchor<'_>],
-    names: &[String],
-    now: UnixTime,
-) -> Result<Mark, VmcError> {
+/// Not PEM, no certificate, or too many.
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, VmcError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .take(MAX_CERTS + 1)
         .collect::<Result<_, _>>()
@@ -95,6 +93,89 @@ pub fn validate(
             "more than {MAX_CERTS} certificates"
         )));
     }
+    Ok(certs)
+}
+
+/// Most CRLs fetched for one evidence document.
+pub const MAX_CRLS: usize = 4;
+
+/// The CRL distribution point URIs (`http:`/`https:` fullName) of the
+/// certificates of a chain, in order, without repeats, at most
+/// [`MAX_CRLS`].
+pub fn crl_uris(certs: &[CertificateDer<'_>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in certs {
+        let Ok((_, cert)) = X509Certificate::from_der(c.as_ref()) else {
+            continue;
+        };
+        for ext in cert.extensions() {
+            let x509_parser::extensions::ParsedExtension::CRLDistributionPoints(points) =
+                ext.parsed_extension()
+            else {
+                continue;
+            };
+            for p in points.iter() {
+                let Some(x509_parser::extensions::DistributionPointName::FullName(names)) =
+                    &p.distribution_point
+                else {
+                    continue;
+                };
+                for n in names {
+                    if let GeneralName::URI(u) = n {
+                        let lower = u.to_ascii_lowercase();
+                        let web = lower.starts_with("http://") || lower.starts_with("https://");
+                        if web && !out.iter().any(|o| o == u) && out.len() < MAX_CRLS {
+                            out.push(u.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Validates `pem` for the domain: one of `names` (lower case, without a
+/// trailing dot) must be a subjectAltName DNS name of the leaf. With
+/// `crls` (DER, `Some` when revocation is checked), every certificate of
+/// the chain must be covered by one of them and not be revoked.
+///
+/// # Errors
+///
+/// See [`VmcError`].
+pub fn validate(
+    pem: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    names: &[String],
+    now: UnixTime,
+    crls: Option<&[Vec<u8>]>,
+) -> Result<Mark, VmcError> {
+    let certs = certificates(pem)?;
+    let owned: Vec<webpki::CertRevocationList<'static>> = match crls {
+        Some(list) => list
+            .iter()
+            .map(|der| {
+                webpki::OwnedCertRevocationList::from_der(der)
+                    .map(Into::into)
+                    .map_err(|e| VmcError::Revocation(format!("unusable CRL: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let refs: Vec<&webpki::CertRevocationList<'_>> = owned.iter().collect();
+    let revocation = match crls {
+        Some(_) => Some(
+            webpki::RevocationOptionsBuilder::new(&refs)
+                .map_err(|_| {
+                    VmcError::Revocation("the certificate names no CRL distribution point".into())
+                })?
+                .with_depth(webpki::RevocationCheckDepth::Chain)
+                .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+                .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                .build(),
+        ),
+        None => None,
+    };
     let leaf = webpki::EndEntityCert::try_from(&certs[0])
         .map_err(|e| VmcError::Format(format!("leaf certificate: {e}")))?;
     leaf.verify_for_usage(
@@ -103,7 +184,7 @@ pub fn validate(
         &certs[1..],
         now,
         webpki::KeyUsage::required(EKU_BIMI),
-        None,
+        revocation,
         None,
     )
     .map_err(|e| match e {
@@ -111,6 +192,11 @@ pub fn validate(
         webpki::Error::CertNotValidYet { .. } => VmcError::NotYetValid,
         webpki::Error::UnknownIssuer => VmcError::Untrusted,
         webpki::Error::RequiredEkuNotFoundContext(_) => VmcError::Usage,
+        webpki::Error::CertRevoked => VmcError::Revoked,
+        webpki::Error::UnknownRevocationStatus => {
+            VmcError::Revocation("no CRL covers a certificate of the chain".into())
+        }
+        webpki::Error::CrlExpired { .. } => VmcError::Revocation("the CRL has expired".into()),
         other => VmcError::Invalid(other.to_string()),
     })?;
     let (_, cert) = X509Certificate::from_der(certs[0].as_ref())
