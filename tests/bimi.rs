@@ -419,111 +419,67 @@ async fn world() -> World {
     let big_svg = svg("Big", &format!("<desc>{}</desc>", "x".repeat(40 * 1024)));
     let via = |d: &Vmc| d.issue(&bimi_int, &[&bimi_int]);
 
-    let mut docs: Vec<(String, Vec<u8>)> = vec![
-        ("/good/logo.svg".into(), good_svg.clone()),
-        (
-            "/good/vmc.pem".into(),
-            via(&Vmc::new(&["good.test"], &good_svg)).into_bytes(),
-        ),
-        ("/good/brand.svg".into(), brand_svg.clone()),
-        (
-            "/good/brand.pem".into(),
-            via(&Vmc::new(&["good.test"], &brand_svg)).into_bytes(),
-        ),
-        ("/expired/logo.svg".into(), good_svg.clone()),
-        (
-            "/expired/vmc.pem".into(),
-            via(&Vmc {
-                expired: true,
-                ..Vmc::new(&["expired.test"], &good_svg)
-            })
-            .into_bytes(),
-        ),
-        ("/untrusted/logo.svg".into(), good_svg.clone()),
-        (
-            "/untrusted/vmc.pem".into(),
-            Vmc::new(&["untrusted.test"], &good_svg)
-                .issue(&other_root, &[])
-                .into_bytes(),
-        ),
-        ("/noeku/logo.svg".into(), good_svg.clone()),
-        (
-            "/noeku/vmc.pem".into(),
-            via(&Vmc {
-                bimi_eku: false,
-                ..Vmc::new(&["noeku.test"], &good_svg)
-            })
-            .into_bytes(),
-        ),
-        ("/othername/logo.svg".into(), good_svg.clone()),
-        (
-            "/othername/vmc.pem".into(),
-            via(&Vmc::new(&["someone-else.test"], &good_svg)).into_bytes(),
-        ),
-        ("/mismatch/logo.svg".into(), other_svg.clone()),
-        (
-            "/mismatch/vmc.pem".into(),
-            via(&Vmc::new(&["mismatch.test"], &good_svg)).into_bytes(),
-        ),
-        ("/script/logo.svg".into(), script_svg.clone()),
-        (
-            "/script/vmc.pem".into(),
-            via(&Vmc::new(&["script.test"], &script_svg)).into_bytes(),
-        ),
-        ("/big/logo.svg".into(), big_svg.clone()),
-        (
-            "/big/vmc.pem".into(),
-            via(&Vmc::new(&["big.test"], &big_svg)).into_bytes(),
-        ),
-        ("/selfasserted/logo.svg".into(), good_svg.clone()),
-        // Revoked by the intermediate's CRL; and one naming no CRL.
-        ("/revoked/logo.svg".into(), good_svg.clone()),
-        (
-            "/revoked/vmc.pem".into(),
-            via(&Vmc {
-                serial: Some(REVOKED_SERIAL),
-                ..Vmc::new(&["revoked.test"], &good_svg)
-            })
-            .into_bytes(),
-        ),
-        ("/nocrl/logo.svg".into(), good_svg.clone()),
-        (
-            "/nocrl/vmc.pem".into(),
-            via(&Vmc {
-                crl: false,
-                ..Vmc::new(&["nocrl.test"], &good_svg)
-            })
-            .into_bytes(),
-        ),
-        // Issued by an intermediate without the BIMI key usage.
-        ("/plainca/logo.svg".into(), good_svg.clone()),
-        (
-            "/plainca/vmc.pem".into(),
-            Vmc::new(&["plainca.test"], &good_svg)
-                .issue(&plain_int, &[&plain_int])
-                .into_bytes(),
-        ),
-        // The selector form of the name: default._bimi.selname.test.
-        ("/selname/logo.svg".into(), good_svg.clone()),
-        (
-            "/selname/vmc.pem".into(),
-            via(&Vmc::new(&["default._bimi.selname.test"], &good_svg)).into_bytes(),
-        ),
-        // The same, for another selector: not this record's name.
-        ("/othersel/logo.svg".into(), good_svg.clone()),
-        (
-            "/othersel/vmc.pem".into(),
-            via(&Vmc::new(&["brand._bimi.othersel.test"], &good_svg)).into_bytes(),
-        ),
-        ("/quarantine/logo.svg".into(), good_svg.clone()),
-        (
-            "/quarantine/vmc.pem".into(),
-            via(&Vmc::new(&["quarantine.test"], &good_svg)).into_bytes(),
-        ),
-    ];
-    for (p, b) in docs.drain(..) {
-        site.put(&p, Doc::Body(b));
-    }
+    // Each sender's logo at /<name>/logo.svg and its evidence document at
+    // /<name>/vmc.pem.
+    let mark = |name: &str, logo: &[u8], pem: String| {
+        site.put(&format!("/{name}/logo.svg"), Doc::Body(logo.to_vec()));
+        site.put(&format!("/{name}/vmc.pem"), Doc::Body(pem.into_bytes()));
+    };
+    let ok = |names: &[&str], logo: &[u8]| via(&Vmc::new(names, logo));
+    mark("good", &good_svg, ok(&["good.test"], &good_svg));
+    site.put("/good/brand.svg", Doc::Body(brand_svg.clone()));
+    site.put(
+        "/good/brand.pem",
+        Doc::Body(ok(&["good.test"], &brand_svg).into_bytes()),
+    );
+    mark("quarantine", &good_svg, ok(&["quarantine.test"], &good_svg));
+    let expired = Vmc {
+        expired: true,
+        ..Vmc::new(&["expired.test"], &good_svg)
+    };
+    mark("expired", &good_svg, via(&expired));
+    let untrusted = Vmc::new(&["untrusted.test"], &good_svg).issue(&other_root, &[]);
+    mark("untrusted", &good_svg, untrusted);
+    let noeku = Vmc {
+        bimi_eku: false,
+        ..Vmc::new(&["noeku.test"], &good_svg)
+    };
+    mark("noeku", &good_svg, via(&noeku));
+    mark(
+        "othername",
+        &good_svg,
+        ok(&["someone-else.test"], &good_svg),
+    );
+    // Another logo at l= than the one the certificate carries.
+    mark("mismatch", &other_svg, ok(&["mismatch.test"], &good_svg));
+    mark("script", &script_svg, ok(&["script.test"], &script_svg));
+    mark("big", &big_svg, ok(&["big.test"], &big_svg));
+    site.put("/selfasserted/logo.svg", Doc::Body(good_svg.clone()));
+    // Revoked by the intermediate's CRL; and one naming no CRL.
+    let revoked = Vmc {
+        serial: Some(REVOKED_SERIAL),
+        ..Vmc::new(&["revoked.test"], &good_svg)
+    };
+    mark("revoked", &good_svg, via(&revoked));
+    let nocrl = Vmc {
+        crl: false,
+        ..Vmc::new(&["nocrl.test"], &good_svg)
+    };
+    mark("nocrl", &good_svg, via(&nocrl));
+    // Issued by an intermediate without the BIMI key usage.
+    let plainca = Vmc::new(&["plainca.test"], &good_svg).issue(&plain_int, &[&plain_int]);
+    mark("plainca", &good_svg, plainca);
+    // The selector form of the name, for this selector and for another.
+    mark(
+        "selname",
+        &good_svg,
+        ok(&["default._bimi.selname.test"], &good_svg),
+    );
+    mark(
+        "othersel",
+        &good_svg,
+        ok(&["brand._bimi.othersel.test"], &good_svg),
+    );
     site.put("/slow/logo.svg", Doc::Hang);
     site.put("/slow/vmc.pem", Doc::Hang);
 
