@@ -90,11 +90,17 @@ impl Runtime {
         reports: Option<reports::Recorder>,
     ) -> Self {
         let checker = Checker::new(dns, config.limits.clone());
-        let bimi = config.bimi.as_ref().and_then(|c| {
-            checks::bimi::Bimi::new(checker.dns.clone(), c.clone())
-                .map_err(|e| tracing::error!("BIMI is off: {e}"))
-                .ok()
-        });
+        // Answers from zone files (`check --dns-zone`) mean offline: BIMI,
+        // which would fetch from the network, stays off.
+        let bimi = config
+            .bimi
+            .as_ref()
+            .filter(|_| !checker.dns.is_offline())
+            .and_then(|c| {
+                checks::bimi::Bimi::new(checker.dns.clone(), c.clone())
+                    .map_err(|e| tracing::error!("BIMI is off: {e}"))
+                    .ok()
+            });
         Self {
             bimi,
             capture: capture::Capturer::new(&config.capture),

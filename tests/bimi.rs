@@ -115,29 +115,16 @@ impl Ca {
         Ca { cert, key, crl_url }
     }
 
-    fn intermediate(&self, name: &str, crl_url: String) -> Ca {
+    /// An intermediate CA, with the BIMI extended key usage or without any.
+    fn intermediate(&self, name: &str, crl_url: String, bimi_usage: bool) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, name.to_string());
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(EKU_BIMI.to_vec())];
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2090, 1, 1);
-        p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
-            uris: vec![self.crl_url.clone()],
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Ca { cert, key, crl_url }
-    }
-
-    fn intermediate_without_usage(&self, name: &str, crl_url: String) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, name.to_string());
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        if bimi_usage {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(EKU_BIMI.to_vec())];
+        }
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2090, 1, 1);
         p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
@@ -397,10 +384,10 @@ async fn world() -> World {
     let http = http_server(site.clone()).await;
     let crl = |name: &str| format!("http://images.test:{}/crl/{name}.crl", http.port());
     let bimi_root = Ca::root("Test BIMI Root", crl("bimi-root"));
-    let bimi_int = bimi_root.intermediate("Test BIMI Intermediate", crl("bimi-int"));
+    let bimi_int = bimi_root.intermediate("Test BIMI Intermediate", crl("bimi-int"), true);
     let other_root = Ca::root("Someone Else's Root", crl("other-root"));
     let plain_int =
-        bimi_root.intermediate_without_usage("Test Intermediate, no BIMI usage", crl("plain-int"));
+        bimi_root.intermediate("Test Intermediate, no BIMI usage", crl("plain-int"), false);
     let web_root = Ca::root("Test Web Root", crl("web-root"));
     let https = https_server(&web_root, site.clone()).await;
     site.put("/crl/bimi-root.crl", Doc::Body(bimi_root.crl(&[])));
@@ -645,6 +632,12 @@ impl World {
     }
 }
 
+/// One message from `alerts@domain` through the milter, with `extra`
+/// header lines first.
+async fn from(addr: SocketAddr, domain: &str, extra: &str) -> Outcome {
+    send(addr, &envelope(domain), &message(domain, extra)).await
+}
+
 fn envelope(domain: &str) -> Envelope {
     Envelope::new("192.0.2.10", "mail.bank.test", &format!("alerts@{domain}"))
 }
@@ -711,12 +704,7 @@ fn decoded_indicator(out: &Outcome) -> Vec<u8> {
 async fn a_valid_mark_is_written_and_incoming_fields_are_removed() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
-    let out = send(
-        milter.addr,
-        &envelope("good.test"),
-        &message("good.test", FORGED),
-    )
-    .await;
+    let out = from(milter.addr, "good.test", FORGED).await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).expect("a bimi= result");
     assert!(
@@ -748,22 +736,12 @@ async fn a_valid_mark_is_written_and_incoming_fields_are_removed() {
         ]
     );
     // The next message from the domain uses the cached mark.
-    let again = send(
-        milter.addr,
-        &envelope("good.test"),
-        &message("good.test", ""),
-    )
-    .await;
+    let again = from(milter.addr, "good.test", "").await;
     assert_eq!(decoded_indicator(&again), w.good_svg);
     assert_eq!(w.site.hits("/good/logo.svg"), 1);
     assert_eq!(w.site.hits("/good/vmc.pem"), 1);
     // p=quarantine qualifies as p=reject does.
-    let q = send(
-        milter.addr,
-        &envelope("quarantine.test"),
-        &message("quarantine.test", ""),
-    )
-    .await;
+    let q = from(milter.addr, "quarantine.test", "").await;
     assert_eq!(q.verdict(), "accept");
     assert!(
         bimi_result(&q)
@@ -794,7 +772,7 @@ async fn refused_marks_get_a_failure_and_no_fields_and_the_verdict_stands() {
         ("nocrl", "no CRL covers a certificate of the chain"),
     ] {
         let d = format!("{domain}.test");
-        let out = send(milter.addr, &envelope(&d), &message(&d, FORGED)).await;
+        let out = from(milter.addr, &d, FORGED).await;
         assert_eq!(out.verdict(), "accept", "{d}");
         let b = bimi_result(&out).unwrap_or_else(|| panic!("{d}: {:?}", out.actions));
         assert!(b.starts_with("bimi=fail ("), "{d}: {b}");
@@ -823,7 +801,7 @@ async fn only_enforced_dmarc_passes_are_looked_at() {
         ("declined.test", "bimi=declined"),
         ("nobimi.test", "bimi=none"),
     ] {
-        let out = send(milter.addr, &envelope(domain), &message(domain, "")).await;
+        let out = from(milter.addr, domain, "").await;
         assert_eq!(out.verdict(), "accept", "{domain}");
         let b = bimi_result(&out).unwrap_or_else(|| panic!("{domain}: {:?}", out.actions));
         assert!(b.starts_with(want), "{domain}: {b}");
@@ -845,12 +823,7 @@ async fn a_hanging_server_costs_at_most_the_wait_and_never_the_verdict() {
         .milter(&w.bimi_section(&[("wait", "0.5"), ("fetch_timeout", "20.0")]))
         .await;
     let started = Instant::now();
-    let out = send(
-        milter.addr,
-        &envelope("slow.test"),
-        &message("slow.test", ""),
-    )
-    .await;
+    let out = from(milter.addr, "slow.test", "").await;
     let took = started.elapsed();
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
@@ -868,12 +841,7 @@ async fn a_hanging_server_costs_at_most_the_wait_and_never_the_verdict() {
 async fn evidence_is_required_unless_the_operator_says_otherwise() {
     let w = world().await;
     let strict = w.milter(&w.bimi_section(&[])).await;
-    let out = send(
-        strict.addr,
-        &envelope("selfasserted.test"),
-        &message("selfasserted.test", ""),
-    )
-    .await;
+    let out = from(strict.addr, "selfasserted.test", "").await;
     assert!(
         bimi_result(&out)
             .unwrap()
@@ -885,12 +853,7 @@ async fn evidence_is_required_unless_the_operator_says_otherwise() {
     let lax = w
         .milter(&w.bimi_section(&[("require_evidence", "false")]))
         .await;
-    let out = send(
-        lax.addr,
-        &envelope("selfasserted.test"),
-        &message("selfasserted.test", ""),
-    )
-    .await;
+    let out = from(lax.addr, "selfasserted.test", "").await;
     let b = bimi_result(&out).unwrap();
     assert!(
         b.starts_with(
@@ -908,12 +871,7 @@ async fn the_selector_field_counts_only_when_an_aligned_signature_covers_it() {
     let milter = w.milter(&w.bimi_section(&[])).await;
     let selector = "BIMI-Selector: v=BIMI1; s=brand;\r\n";
     // Unsigned: the default selector.
-    let out = send(
-        milter.addr,
-        &envelope("good.test"),
-        &message("good.test", selector),
-    )
-    .await;
+    let out = from(milter.addr, "good.test", selector).await;
     assert!(
         bimi_result(&out)
             .unwrap()
@@ -954,12 +912,7 @@ async fn the_selector_field_counts_only_when_an_aligned_signature_covers_it() {
 async fn a_certificate_may_name_the_selector_and_one_author_is_needed() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
-    let out = send(
-        milter.addr,
-        &envelope("selname.test"),
-        &message("selname.test", ""),
-    )
-    .await;
+    let out = from(milter.addr, "selname.test", "").await;
     let b = bimi_result(&out).unwrap();
     assert!(b.starts_with("bimi=pass header.d=selname.test"), "{b}");
     // Two From addresses (same domain, DMARC passes): BIMI is not processed.
@@ -986,12 +939,7 @@ async fn a_certificate_may_name_the_selector_and_one_author_is_needed() {
 async fn a_subdomain_uses_the_organizational_domain_record() {
     let w = world().await;
     let milter = w.milter(&w.bimi_section(&[])).await;
-    let out = send(
-        milter.addr,
-        &envelope("news.good.test"),
-        &message("news.good.test", ""),
-    )
-    .await;
+    let out = from(milter.addr, "news.good.test", "").await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
     assert!(
@@ -1007,12 +955,7 @@ async fn private_addresses_are_refused_by_default() {
     let w = world().await;
     let section = w.bimi_section(&[("fetch_private_addresses", "")]);
     let milter = w.milter(&section).await;
-    let out = send(
-        milter.addr,
-        &envelope("good.test"),
-        &message("good.test", ""),
-    )
-    .await;
+    let out = from(milter.addr, "good.test", "").await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
     assert!(b.starts_with("bimi=fail ("), "{b}");
@@ -1031,12 +974,7 @@ async fn an_https_server_outside_the_web_roots_is_not_used() {
     let milter = w
         .milter(&w.bimi_section(&[("https_roots", anchors.as_str())]))
         .await;
-    let out = send(
-        milter.addr,
-        &envelope("good.test"),
-        &message("good.test", ""),
-    )
-    .await;
+    let out = from(milter.addr, "good.test", "").await;
     assert_eq!(out.verdict(), "accept");
     let b = bimi_result(&out).unwrap();
     assert!(
@@ -1051,7 +989,7 @@ async fn an_https_server_outside_the_web_roots_is_not_used() {
 async fn revocation_is_what_refuses_a_revoked_mark() {
     let w = world().await;
     let on = w.milter(&w.bimi_section(&[])).await;
-    let out = send(on.addr, &envelope("good.test"), &message("good.test", "")).await;
+    let out = from(on.addr, "good.test", "").await;
     assert!(
         bimi_result(&out).unwrap().starts_with("bimi=pass"),
         "{out:?}"
@@ -1063,12 +1001,7 @@ async fn revocation_is_what_refuses_a_revoked_mark() {
     let off = w
         .milter(&w.bimi_section(&[("check_revocation", "false")]))
         .await;
-    let out = send(
-        off.addr,
-        &envelope("revoked.test"),
-        &message("revoked.test", ""),
-    )
-    .await;
+    let out = from(off.addr, "revoked.test", "").await;
     assert!(
         bimi_result(&out).unwrap().starts_with("bimi=pass"),
         "{out:?}"
@@ -1077,12 +1010,7 @@ async fn revocation_is_what_refuses_a_revoked_mark() {
     off.stop().await;
     w.site.docs.lock().unwrap().remove("/crl/bimi-root.crl");
     let on = w.milter(&w.bimi_section(&[])).await;
-    let out = send(
-        on.addr,
-        &envelope("quarantine.test"),
-        &message("quarantine.test", ""),
-    )
-    .await;
+    let out = from(on.addr, "quarantine.test", "").await;
     let b = bimi_result(&out).unwrap();
     assert!(b.starts_with("bimi=fail (CRL http://images.test:"), "{b}");
     on.stop().await;
@@ -1092,12 +1020,7 @@ async fn revocation_is_what_refuses_a_revoked_mark() {
 async fn off_by_default() {
     let w = world().await;
     let milter = w.milter("").await;
-    let out = send(
-        milter.addr,
-        &envelope("good.test"),
-        &message("good.test", FORGED),
-    )
-    .await;
+    let out = from(milter.addr, "good.test", FORGED).await;
     assert_eq!(out.verdict(), "accept");
     assert_eq!(bimi_result(&out), None);
     assert_no_fields(&out);

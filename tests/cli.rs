@@ -295,3 +295,52 @@ fn check_takes_auth_and_tls_macros() {
     let (ok, out) = authmilter(&["check", "--client-ip", "192.0.2.1", "--cipher", "X"]);
     assert!(!ok && out.contains("--tls-version"), "{out}");
 }
+
+#[test]
+fn check_with_zone_files_stays_offline_even_with_bimi_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("bank.zone");
+    std::fs::write(
+        &zone,
+        "$ORIGIN bank.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\ndefault._bimi IN TXT \"v=BIMI1; l=https://logo.bank.test/l.svg; a=https://logo.bank.test/v.pem\"\nlogo IN A 192.0.2.80\n",
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let root = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pem = dir.path().join("roots.pem");
+    std::fs::write(&pem, root.pem()).unwrap();
+    let conf = dir.path().join("a.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[milter]\nauthserv_id = \"mx.test\"\n[reports]\nenabled = false\n[bimi]\nenabled = true\ntrust_anchors = \"{p}\"\nhttps_roots = \"{p}\"\n",
+            p = pem.display()
+        ),
+    )
+    .unwrap();
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, "From: alerts@bank.test\nSubject: x\n\nhello\n").unwrap();
+    let (ok, out) = authmilter(&[
+        "check",
+        "-c",
+        conf.to_str().unwrap(),
+        "--dns-zone",
+        zone.to_str().unwrap(),
+        "--client-ip",
+        "192.0.2.10",
+        "--helo",
+        "mail.bank.test",
+        "--mail-from",
+        "alerts@bank.test",
+        "--json",
+        msg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ar = v["authentication_results"].as_str().unwrap();
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+    assert!(!ar.contains("bimi="), "{ar}");
+}
