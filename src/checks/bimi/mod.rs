@@ -300,14 +300,11 @@ impl Bimi {
         if let Err(why) = enforcing(d, org_record.as_deref()) {
             return BimiEvidence::new(BimiResult::Skipped, &selector, why);
         }
-        let org_domain = Some(org);
         // The Assertion Record of the author domain, else of its
         // Organizational Domain.
         let mut domains = vec![author.clone()];
-        if let Some(org) = &org_domain {
-            if *org != author {
-                domains.push(org.clone());
-            }
+        if org != author {
+            domains.push(org);
         }
         let mut found = None;
         for domain in &domains {
@@ -351,8 +348,6 @@ impl Bimi {
             ev.reason = Some("no evidence document (a=), and bimi.require_evidence is on".into());
             return ev;
         }
-        // The names a certificate may carry: the domain of the record used
-        // and the author domain.
         // The names a certificate may carry (VMC draft §4.3): the domain of
         // the record used, or `<selector>._bimi.<that domain>`.
         let names = vec![domain.clone(), format!("{selector}._bimi.{domain}")];

@@ -99,13 +99,21 @@ pub fn parse(txt: &str) -> Result<Assertion, RecordError> {
     let list = tags(txt).map_err(RecordError::Invalid)?;
     let mut location = None;
     let mut authority = None;
+    let mut has_l = false;
     for (name, value) in list.into_iter().skip(1) {
         match name {
-            "l" => location = uri_value("l", value)?,
+            "l" => {
+                has_l = true;
+                location = uri_value("l", value)?;
+            }
             "a" => authority = uri_value("a", value)?,
             // Tags not defined here are ignored (extensibility).
             _ => {}
         }
+    }
+    // §5.3: l= is required (empty for a declination, or with a= only).
+    if !has_l {
+        return Err(RecordError::Invalid("l= is missing".into()));
     }
     Ok(Assertion {
         location,
@@ -191,7 +199,7 @@ mod tests {
     #[test]
     fn a_declination() {
         assert!(parse("v=BIMI1; l=; a=;").unwrap().is_declination());
-        assert!(parse("v=BIMI1;").unwrap().is_declination());
+        assert!(parse("v=BIMI1; l=").unwrap().is_declination());
         assert!(!parse("v=BIMI1; l=https://e.test/x.svg")
             .unwrap()
             .is_declination());
@@ -216,6 +224,8 @@ mod tests {
             "v=BIMI1; l",
             "v=BIMI1;; l=https://e.test/x.svg",
             "v=BIMI1; 1x=y",
+            "v=BIMI1;",
+            "v=BIMI1; a=https://e.test/v.pem",
             "v=BIMI1; l=https://e.test/é.svg",
             "v=BIMI1; l=https://e.test/a\x07.svg",
         ] {
