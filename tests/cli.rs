@@ -15,6 +15,32 @@ fn authmilter(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `authmilter check` in `dir` on a one-line message from alerts@bank.test,
+/// with this zone file and configuration, then `args`.
+fn check_in(
+    dir: &std::path::Path,
+    zone_text: &str,
+    conf_text: &str,
+    args: &[&str],
+) -> (bool, String) {
+    let zone = dir.join("bank.zone");
+    std::fs::write(&zone, zone_text).unwrap();
+    let conf = dir.join("a.toml");
+    std::fs::write(&conf, conf_text).unwrap();
+    let msg = dir.join("m.eml");
+    std::fs::write(&msg, "From: alerts@bank.test\nSubject: x\n\nhello\n").unwrap();
+    let mut all = vec![
+        "check",
+        "-c",
+        conf.to_str().unwrap(),
+        "--dns-zone",
+        zone.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.push(msg.to_str().unwrap());
+    authmilter(&all)
+}
+
 #[test]
 fn check_config_accepts_the_shipped_file() {
     let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/authmilter.toml");
@@ -233,45 +259,30 @@ fn check_names_a_bad_zone_file_and_line() {
 #[test]
 fn check_takes_auth_and_tls_macros() {
     let dir = tempfile::tempdir().unwrap();
-    let zone = dir.path().join("bank.zone");
-    std::fs::write(
-        &zone,
+    let (ok, out) = check_in(
+        dir.path(),
         "$ORIGIN bank.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=none\"\n",
-    )
-    .unwrap();
-    let conf = dir.path().join("a.toml");
-    std::fs::write(
-        &conf,
         "[milter]\nauthserv_id = \"mx.test\"\n[reports]\nenabled = false\n[spf]\nreceived_spf_header = true\n[results]\nauth = true\nx_tls = true\n",
-    )
-    .unwrap();
-    let msg = dir.path().join("m.eml");
-    std::fs::write(&msg, "From: alerts@bank.test\nSubject: x\n\nhello\n").unwrap();
-    let (ok, out) = authmilter(&[
-        "check",
-        "-c",
-        conf.to_str().unwrap(),
-        "--dns-zone",
-        zone.to_str().unwrap(),
-        "--client-ip",
-        "198.51.100.7",
-        "--helo",
-        "laptop",
-        "--mail-from",
-        "alerts@bank.test",
-        "--auth",
-        "alice",
-        "--auth-type",
-        "PLAIN",
-        "--tls-version",
-        "TLSv1.3",
-        "--cipher",
-        "TLS_AES_128_GCM_SHA256",
-        "--cipher-bits",
-        "128",
-        "--json",
-        msg.to_str().unwrap(),
-    ]);
+        &[
+            "--client-ip",
+            "198.51.100.7",
+            "--helo",
+            "laptop",
+            "--mail-from",
+            "alerts@bank.test",
+            "--auth",
+            "alice",
+            "--auth-type",
+            "PLAIN",
+            "--tls-version",
+            "TLSv1.3",
+            "--cipher",
+            "TLS_AES_128_GCM_SHA256",
+            "--cipher-bits",
+            "128",
+            "--json",
+        ],
+    );
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ar = v["authentication_results"].as_str().unwrap();
@@ -299,12 +310,6 @@ fn check_takes_auth_and_tls_macros() {
 #[test]
 fn check_with_zone_files_stays_offline_even_with_bimi_on() {
     let dir = tempfile::tempdir().unwrap();
-    let zone = dir.path().join("bank.zone");
-    std::fs::write(
-        &zone,
-        "$ORIGIN bank.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\ndefault._bimi IN TXT \"v=BIMI1; l=https://logo.bank.test/l.svg; a=https://logo.bank.test/v.pem\"\nlogo IN A 192.0.2.80\n",
-    )
-    .unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let root = rcgen::CertificateParams::new(Vec::<String>::new())
         .unwrap()
@@ -312,32 +317,23 @@ fn check_with_zone_files_stays_offline_even_with_bimi_on() {
         .unwrap();
     let pem = dir.path().join("roots.pem");
     std::fs::write(&pem, root.pem()).unwrap();
-    let conf = dir.path().join("a.toml");
-    std::fs::write(
-        &conf,
-        format!(
+    let (ok, out) = check_in(
+        dir.path(),
+        "$ORIGIN bank.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"\ndefault._bimi IN TXT \"v=BIMI1; l=https://logo.bank.test/l.svg; a=https://logo.bank.test/v.pem\"\nlogo IN A 192.0.2.80\n",
+        &format!(
             "[milter]\nauthserv_id = \"mx.test\"\n[reports]\nenabled = false\n[bimi]\nenabled = true\ntrust_anchors = \"{p}\"\nhttps_roots = \"{p}\"\n",
             p = pem.display()
         ),
-    )
-    .unwrap();
-    let msg = dir.path().join("m.eml");
-    std::fs::write(&msg, "From: alerts@bank.test\nSubject: x\n\nhello\n").unwrap();
-    let (ok, out) = authmilter(&[
-        "check",
-        "-c",
-        conf.to_str().unwrap(),
-        "--dns-zone",
-        zone.to_str().unwrap(),
-        "--client-ip",
-        "192.0.2.10",
-        "--helo",
-        "mail.bank.test",
-        "--mail-from",
-        "alerts@bank.test",
-        "--json",
-        msg.to_str().unwrap(),
-    ]);
+        &[
+            "--client-ip",
+            "192.0.2.10",
+            "--helo",
+            "mail.bank.test",
+            "--mail-from",
+            "alerts@bank.test",
+            "--json",
+        ],
+    );
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ar = v["authentication_results"].as_str().unwrap();
