@@ -26,12 +26,6 @@ const MAX_CERTS: usize = 8;
 pub struct Mark {
     /// The SVG of the mark, as the certificate embeds it (uncompressed).
     pub svg: Vec<u8>,
-    /// The leaf certificate's end of validity, seconds since the epoch.
-    pub not_after: i64,
-    /// The subjectAltName DNS name that matched.
-    pub name: String,
-    /// The issuer of the leaf certificate, as text.
-    pub issuer: String,
 }
 
 /// Why an evidence document was refused.
@@ -202,13 +196,9 @@ pub fn validate(
     let (_, cert) = X509Certificate::from_der(certs[0].as_ref())
         .map_err(|e| VmcError::Format(format!("leaf certificate: {e}")))?;
     issuer_has_usage(&cert, &certs[1..])?;
-    let name = matching_name(&cert, names)?;
-    let svg = logotype_svg(&cert)?;
+    matching_name(&cert, names)?;
     Ok(Mark {
-        svg,
-        not_after: cert.validity().not_after.timestamp(),
-        name,
-        issuer: cert.issuer().to_string(),
+        svg: logotype_svg(&cert)?,
     })
 }
 
@@ -253,9 +243,9 @@ fn issuer_has_usage(
     }
 }
 
-/// The first of `names` that is a subjectAltName DNS name of the leaf
+/// Whether one of `names` is a subjectAltName DNS name of the leaf
 /// (exact, case-insensitive: a wildcard names no domain here).
-fn matching_name(cert: &X509Certificate<'_>, names: &[String]) -> Result<String, VmcError> {
+fn matching_name(cert: &X509Certificate<'_>, names: &[String]) -> Result<(), VmcError> {
     let san = cert
         .subject_alternative_name()
         .map_err(|e| VmcError::Format(format!("subjectAltName: {e}")))?;
@@ -271,11 +261,11 @@ fn matching_name(cert: &X509Certificate<'_>, names: &[String]) -> Result<String,
                 .collect()
         })
         .unwrap_or_default();
-    names
-        .iter()
-        .find(|n| dns.iter().any(|d| d == *n))
-        .cloned()
-        .ok_or_else(|| VmcError::Name(names.first().cloned().unwrap_or_default()))
+    if names.iter().any(|n| dns.contains(n)) {
+        Ok(())
+    } else {
+        Err(VmcError::Name(names.first().cloned().unwrap_or_default()))
+    }
 }
 
 /// The SVG in the leaf's logotype extension: the subject logo's first image
